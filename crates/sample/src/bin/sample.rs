@@ -1,0 +1,4 @@
+//! `sample --checkpoint PATH --prompt TEXT [...]`.
+fn main() {
+    todo!()
+}

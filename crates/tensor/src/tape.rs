@@ -1,0 +1,333 @@
+//! The tape: reverse-mode automatic differentiation in one file.
+//!
+//! Every tensor of a step lives in one arena owned by the tape and is named by a
+//! [`TensorId`], its index there. Parameters come first (ids `0..n_params`) and persist
+//! across steps; activations follow and live for one step. [`Tape::reset`] forgets the
+//! activations but keeps their buffers, so the next step's forward, which asks for the
+//! same shapes in the same order, allocates nothing.
+//!
+//! Each op's forward appends one [`Record`] (the op with its dimensions, input ids,
+//! output id, and the ids of what backward needs, such as `mean` and `rstd`). Execution
+//! order is already a topological order, so [`Tape::backward`] walks the records from
+//! last to first and hands each one to its op's module, which accumulates (`+=`) into
+//! [`Grads`]. A tensor used twice simply receives two contributions.
+
+use crate::grads::Grads;
+use crate::ops;
+use crate::tensor::Tensor;
+
+/// The index of a tensor in its tape's arena.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TensorId(pub usize);
+
+/// One kind of operation with the dimensions its kernels need. Leading dimensions are
+/// flattened into a row count (`n` rows of `c` values) wherever an op works row by row.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// out (n, oc) = x (n, c) · wᵀ + bias; inputs [x, w] or [x, w, bias].
+    Matmul {
+        n: usize,
+        c: usize,
+        oc: usize,
+    },
+    /// out (batch, m, n) = a (batch, m, k) · b (batch, k, n), or · bᵀ with b (batch, n, k).
+    BatchMatmul {
+        batch: usize,
+        m: usize,
+        k: usize,
+        n: usize,
+        transpose_b: bool,
+    },
+    /// out = a + b, same shapes.
+    Add {
+        n: usize,
+    },
+    /// out = a ⊙ b, same shapes.
+    Mul {
+        n: usize,
+    },
+    /// out = s · x.
+    Scale {
+        n: usize,
+        s: f32,
+    },
+    /// out (n, c) = table (v, c)[ids]; the ids are in the record.
+    Embedding {
+        n: usize,
+        c: usize,
+        v: usize,
+    },
+    /// Row-wise layer norm; inputs [x, gamma, beta]; saved [mean, rstd].
+    LayerNorm {
+        n: usize,
+        c: usize,
+    },
+    /// GPT-2's tanh approximation of GELU.
+    Gelu {
+        n: usize,
+    },
+    Relu {
+        n: usize,
+    },
+    /// Row-wise softmax over the last dimension; backward reads its own output.
+    Softmax {
+        n: usize,
+        c: usize,
+    },
+    /// Causal self-attention, fused per (batch, head); input qkv (b, t, 3c), out (b, t, c);
+    /// saved [lse]: the log-sum-exp of each score row, (b, nh, t).
+    Attention {
+        b: usize,
+        t: usize,
+        nh: usize,
+        hs: usize,
+    },
+    /// Mean cross-entropy of softmax(logits (n, v)) against the record's target ids,
+    /// skipping `ignore_index`; out is a scalar; saved [probs (n, v)].
+    CrossEntropy {
+        n: usize,
+        v: usize,
+        ignore_index: Option<u32>,
+    },
+    /// Inverted dropout; saved [mask] holding 0 or 1/(1-p) per element.
+    Dropout {
+        n: usize,
+        p: f32,
+    },
+    /// Sum of all elements; out is a scalar.
+    Sum {
+        n: usize,
+    },
+    /// Mean of all elements; out is a scalar.
+    Mean {
+        n: usize,
+    },
+    /// A copy with a new shape of the same size.
+    Reshape {
+        n: usize,
+    },
+    /// (d0, d1, d2, d3) → (d0, d2, d1, d3): splitting heads, and back.
+    Transpose12 {
+        d0: usize,
+        d1: usize,
+        d2: usize,
+        d3: usize,
+    },
+}
+
+/// One executed op: what backward needs to send gradients from `output` to `inputs`.
+#[derive(Clone, Debug)]
+pub struct Record {
+    pub op: Op,
+    pub inputs: Vec<TensorId>,
+    pub output: TensorId,
+    /// Tensors saved by forward for backward (`mean`, `rstd`, `probs`, ...).
+    pub saved: Vec<TensorId>,
+    /// Integer data the op read (token ids for embedding, targets for cross-entropy).
+    pub ids: Vec<u32>,
+}
+
+#[derive(Default)]
+pub struct Tape {
+    values: Vec<Tensor>,
+    needs_grad: Vec<bool>,
+    param_names: Vec<String>,
+    n_params: usize,
+    /// Live tensors this step; `values[len..]` are spare buffers kept from earlier steps.
+    len: usize,
+    records: Vec<Record>,
+}
+
+impl Tape {
+    pub fn new() -> Tape {
+        Tape::default()
+    }
+
+    /// Registers a parameter: persistent across steps, and it receives a gradient.
+    /// Parameters must be registered before the first op of a step.
+    pub fn param(&mut self, name: &str, value: Tensor) -> TensorId {
+        assert_eq!(
+            self.len, self.n_params,
+            "Tape::param({name}): register parameters before recording any op (call reset first)"
+        );
+        assert!(
+            self.values.len() == self.len,
+            "Tape::param({name}): spare buffers exist; register parameters before the first step"
+        );
+        self.values.push(value);
+        self.needs_grad.push(true);
+        self.param_names.push(name.to_string());
+        self.n_params += 1;
+        self.len += 1;
+        TensorId(self.len - 1)
+    }
+
+    /// A tensor of this step that needs no gradient (data, masks, constants).
+    pub fn constant(&mut self, shape: &[usize], data: &[f32]) -> TensorId {
+        let id = self.alloc(shape, false);
+        assert_eq!(
+            data.len(),
+            self.values[id.0].data.len(),
+            "Tape::constant: shape {shape:?} but {} values",
+            data.len()
+        );
+        self.values[id.0].data.copy_from_slice(data);
+        id
+    }
+
+    /// A tensor of this step that receives a gradient (for tests and custom inputs).
+    pub fn variable(&mut self, value: &Tensor) -> TensorId {
+        let id = self.alloc(&value.shape, true);
+        self.values[id.0].data.copy_from_slice(&value.data);
+        id
+    }
+
+    /// Ends a step: forgets activations and records, keeps parameters and buffers.
+    pub fn reset(&mut self) {
+        self.len = self.n_params;
+        self.records.clear();
+    }
+
+    pub fn value(&self, id: TensorId) -> &Tensor {
+        assert!(id.0 < self.len, "tape: tensor {} is not live (only {} are)", id.0, self.len);
+        &self.values[id.0]
+    }
+
+    /// Mutable access, meant for parameters (the optimizer, loading a checkpoint).
+    pub fn value_mut(&mut self, id: TensorId) -> &mut Tensor {
+        assert!(id.0 < self.len, "tape: tensor {} is not live (only {} are)", id.0, self.len);
+        &mut self.values[id.0]
+    }
+
+    pub fn data(&self, id: TensorId) -> &[f32] {
+        &self.value(id).data
+    }
+
+    pub fn shape(&self, id: TensorId) -> &[usize] {
+        &self.value(id).shape
+    }
+
+    pub fn needs_grad(&self, id: TensorId) -> bool {
+        self.needs_grad[id.0]
+    }
+
+    pub fn n_params(&self) -> usize {
+        self.n_params
+    }
+
+    /// Every live tensor, parameters first; the size of the arena this step.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Parameters in registration order: (id, name, value).
+    pub fn params(&self) -> impl Iterator<Item = (TensorId, &str, &Tensor)> {
+        (0..self.n_params).map(|i| (TensorId(i), self.param_names[i].as_str(), &self.values[i]))
+    }
+
+    pub fn param_name(&self, id: TensorId) -> &str {
+        &self.param_names[id.0]
+    }
+
+    pub fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    /// A new tensor of this step. Its contents are unspecified (a reused buffer): the
+    /// forward kernel that fills it must write every element.
+    pub fn alloc(&mut self, shape: &[usize], needs_grad: bool) -> TensorId {
+        let numel: usize = shape.iter().product();
+        if self.len == self.values.len() {
+            self.values.push(Tensor::default());
+            self.needs_grad.push(false);
+        }
+        let t = &mut self.values[self.len];
+        t.shape.clear();
+        t.shape.extend_from_slice(shape);
+        t.data.resize(numel, 0.0);
+        self.needs_grad[self.len] = needs_grad;
+        self.len += 1;
+        TensorId(self.len - 1)
+    }
+
+    /// Splits the arena at `first_output`: every tensor before it (the inputs) to read,
+    /// and it and every tensor after it (the outputs just allocated) to write.
+    pub fn split_at_mut(&mut self, first_output: TensorId) -> (&[Tensor], &mut [Tensor]) {
+        let (inputs, outputs) = self.values[..self.len].split_at_mut(first_output.0);
+        (inputs, outputs)
+    }
+
+    /// Whether any of `inputs` needs a gradient (then so does the op's output).
+    pub fn any_needs_grad(&self, inputs: &[TensorId]) -> bool {
+        inputs.iter().any(|id| self.needs_grad[id.0])
+    }
+
+    pub fn record(&mut self, op: Op, inputs: &[TensorId], output: TensorId, saved: &[TensorId], ids: &[u32]) {
+        if self.needs_grad[output.0] {
+            self.records.push(Record {
+                op,
+                inputs: inputs.to_vec(),
+                output,
+                saved: saved.to_vec(),
+                ids: ids.to_vec(),
+            });
+        }
+    }
+
+    /// Backpropagates from a scalar loss: accumulates d loss / d t into `grads` for every
+    /// tensor t that needs a gradient. Parameter gradients add to what `grads` already
+    /// holds (gradient accumulation); call [`Grads::zero`] once per optimizer step.
+    pub fn backward(&self, loss: TensorId, grads: &mut Grads) {
+        assert_eq!(
+            self.value(loss).data.len(),
+            1,
+            "backward: the loss must be a scalar, found shape {:?}",
+            self.shape(loss)
+        );
+        self.backward_from(loss, &[1.0], grads);
+    }
+
+    /// Backpropagates from any tensor, given the gradient of some scalar with respect to
+    /// it (`dout`, same size as the tensor).
+    pub fn backward_from(&self, output: TensorId, dout: &[f32], grads: &mut Grads) {
+        assert_eq!(dout.len(), self.value(output).data.len(), "backward_from: dout has the wrong size");
+        grads.begin_backward(self);
+        grads.slot(output, dout.len()).iter_mut().zip(dout).for_each(|(g, d)| *g += d);
+        for rec in self.records.iter().rev() {
+            if rec.output.0 > output.0 {
+                continue; // recorded after the output: cannot influence it
+            }
+            match &rec.op {
+                Op::Matmul { n, c, oc } => ops::matmul::backward(self, rec, grads, *n, *c, *oc),
+                Op::BatchMatmul { batch, m, k, n, transpose_b } => {
+                    ops::batch_matmul::backward(self, rec, grads, *batch, *m, *k, *n, *transpose_b)
+                }
+                Op::Add { n } => ops::elementwise::add_backward(rec, grads, *n),
+                Op::Mul { n } => ops::elementwise::mul_backward(self, rec, grads, *n),
+                Op::Scale { n, s } => ops::elementwise::scale_backward(rec, grads, *n, *s),
+                Op::Embedding { n, c, v } => ops::embedding::backward(rec, grads, *n, *c, *v),
+                Op::LayerNorm { n, c } => ops::layernorm::backward(self, rec, grads, *n, *c),
+                Op::Gelu { n } => ops::elementwise::gelu_backward(self, rec, grads, *n),
+                Op::Relu { n } => ops::elementwise::relu_backward(self, rec, grads, *n),
+                Op::Softmax { n, c } => ops::softmax::backward(self, rec, grads, *n, *c),
+                Op::Attention { b, t, nh, hs } => {
+                    ops::attention::backward(self, rec, grads, *b, *t, *nh, *hs)
+                }
+                Op::CrossEntropy { n, v, ignore_index } => {
+                    ops::cross_entropy::backward(self, rec, grads, *n, *v, *ignore_index)
+                }
+                Op::Dropout { n, p } => ops::dropout::backward(self, rec, grads, *n, *p),
+                Op::Sum { n } => ops::reduce::sum_backward(rec, grads, *n),
+                Op::Mean { n } => ops::reduce::mean_backward(rec, grads, *n),
+                Op::Reshape { n } => ops::shape::reshape_backward(rec, grads, *n),
+                Op::Transpose12 { d0, d1, d2, d3 } => {
+                    ops::shape::transpose12_backward(rec, grads, *d0, *d1, *d2, *d3)
+                }
+            }
+        }
+    }
+}

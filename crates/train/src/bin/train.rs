@@ -1,0 +1,4 @@
+//! `train --config configs/small.toml [--set section.key=value ...] [--resume runs/NAME]`.
+fn main() {
+    todo!()
+}
