@@ -67,3 +67,29 @@ pub fn terminal_chart(series: &[Series], width: usize, height: usize) -> String 
 pub fn refresh_loss_svg(run_dir: &Path) -> Result<(), PlotError> {
     todo!("{run_dir:?}")
 }
+
+/// TensorBoard event files (`events.out.tfevents.*`) beside metrics.jsonl, so
+/// `tensorboard --logdir runs/` shows Quill's runs.
+pub mod tensorboard {
+    use std::path::Path;
+
+    use crate::PlotError;
+
+    /// Appends scalar summaries to one event file in a run folder.
+    pub struct EventWriter {}
+
+    impl EventWriter {
+        /// Creates a new event file in `dir` (a new file per process, as TensorBoard expects).
+        pub fn create(dir: &Path) -> Result<EventWriter, PlotError> {
+            todo!("{dir:?}")
+        }
+
+        pub fn add_scalar(&mut self, tag: &str, step: u64, value: f64) -> Result<(), PlotError> {
+            todo!("{tag} {step} {value}")
+        }
+
+        pub fn flush(&mut self) -> Result<(), PlotError> {
+            todo!()
+        }
+    }
+}
