@@ -4,6 +4,7 @@
 //! the [`checkpoint`] file that the trainer writes and the sampler reads.
 
 pub mod checkpoint;
+pub mod sampling;
 
 use serde::{Deserialize, Serialize};
 use tensor::{Grads, Rng, Tape, TensorId};
