@@ -12,6 +12,9 @@
 //! last to first and hands each one to its op's module, which accumulates (`+=`) into
 //! [`Grads`]. A tensor used twice simply receives two contributions.
 
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use crate::grads::Grads;
 use crate::ops;
 use crate::tensor::Tensor;
@@ -136,6 +139,55 @@ pub struct Tape {
     /// Live tensors this step; `values[len..]` are spare buffers kept from earlier steps.
     len: usize,
     records: Vec<Record>,
+    /// Time per op kind, when profiling is on (see [`Tape::set_profiling`]). Behind a
+    /// mutex so that `backward(&self)` can add to it.
+    profile: Mutex<Option<Profile>>,
+}
+
+/// Wall time spent in each kind of op, forward and backward, summed over steps.
+#[derive(Clone, Debug, Default)]
+pub struct Profile {
+    /// (op name, forward time, backward time, calls), in first-seen order.
+    pub ops: Vec<(&'static str, Duration, Duration, u64)>,
+    last_record: Option<Instant>,
+}
+
+impl Profile {
+    fn entry(&mut self, name: &'static str) -> &mut (&'static str, Duration, Duration, u64) {
+        let i = match self.ops.iter().position(|e| e.0 == name) {
+            Some(i) => i,
+            None => {
+                self.ops.push((name, Duration::ZERO, Duration::ZERO, 0));
+                self.ops.len() - 1
+            }
+        };
+        &mut self.ops[i]
+    }
+}
+
+impl Op {
+    /// The op's kind, as a short name for profiles and messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Matmul { .. } => "matmul",
+            Op::BatchMatmul { .. } => "batch_matmul",
+            Op::Add { .. } => "add",
+            Op::Mul { .. } => "mul",
+            Op::Scale { .. } => "scale",
+            Op::Embedding { .. } => "embedding",
+            Op::LayerNorm { .. } => "layernorm",
+            Op::Gelu { .. } => "gelu",
+            Op::Relu { .. } => "relu",
+            Op::Softmax { .. } => "softmax",
+            Op::Attention { .. } => "attention",
+            Op::CrossEntropy { .. } => "cross_entropy",
+            Op::Dropout { .. } => "dropout",
+            Op::Sum { .. } => "sum",
+            Op::Mean { .. } => "mean",
+            Op::Reshape { .. } => "reshape",
+            Op::Transpose12 { .. } => "transpose12",
+        }
+    }
 }
 
 impl Tape {
@@ -186,6 +238,25 @@ impl Tape {
     pub fn reset(&mut self) {
         self.len = self.n_params;
         self.records.clear();
+        if let Some(p) = self.profile_mut() {
+            p.last_record = Some(Instant::now());
+        }
+    }
+
+    fn profile_mut(&mut self) -> Option<&mut Profile> {
+        self.profile.get_mut().unwrap_or_else(|e| e.into_inner()).as_mut()
+    }
+
+    /// Turns per-op timing on or off. Forward time is measured from one record to the
+    /// next (so it includes the caller's work between ops); backward time per dispatch.
+    pub fn set_profiling(&mut self, on: bool) {
+        self.profile =
+            Mutex::new(on.then(|| Profile { last_record: Some(Instant::now()), ..Profile::default() }));
+    }
+
+    /// A copy of the profile gathered so far, when profiling is on.
+    pub fn profile(&self) -> Option<Profile> {
+        self.profile.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn value(&self, id: TensorId) -> &Tensor {
@@ -267,6 +338,14 @@ impl Tape {
     }
 
     pub fn record(&mut self, op: Op, inputs: &[TensorId], output: TensorId, saved: &[TensorId], ids: &[u32]) {
+        if let Some(p) = self.profile_mut() {
+            let now = Instant::now();
+            let since = now - p.last_record.unwrap_or(now);
+            let e = p.entry(op.name());
+            e.1 += since;
+            e.3 += 1;
+            p.last_record = Some(now);
+        }
         if self.needs_grad[output.0] {
             self.records.push(Record {
                 op,
@@ -294,6 +373,20 @@ impl Tape {
     /// Backpropagates from any tensor, given the gradient of some scalar with respect to
     /// it (`dout`, same size as the tensor).
     pub fn backward_from(&self, output: TensorId, dout: &[f32], grads: &mut Grads) {
+        let mut guard = self.profile.lock().unwrap_or_else(|e| e.into_inner());
+        self.backward_records(output, dout, grads, guard.as_mut());
+        if let Some(p) = guard.as_mut() {
+            p.last_record = Some(Instant::now());
+        }
+    }
+
+    fn backward_records(
+        &self,
+        output: TensorId,
+        dout: &[f32],
+        grads: &mut Grads,
+        mut profile: Option<&mut Profile>,
+    ) {
         assert_eq!(dout.len(), self.value(output).data.len(), "backward_from: dout has the wrong size");
         grads.begin_backward(self);
         grads.slot(output, dout.len()).iter_mut().zip(dout).for_each(|(g, d)| *g += d);
@@ -301,6 +394,7 @@ impl Tape {
             if rec.output.0 > output.0 {
                 continue; // recorded after the output: cannot influence it
             }
+            let start = profile.is_some().then(Instant::now);
             match &rec.op {
                 Op::Matmul { n, c, oc } => ops::matmul::backward(self, rec, grads, *n, *c, *oc),
                 Op::BatchMatmul { batch, m, k, n, transpose_b } => {
@@ -327,6 +421,9 @@ impl Tape {
                 Op::Transpose12 { d0, d1, d2, d3 } => {
                     ops::shape::transpose12_backward(rec, grads, *d0, *d1, *d2, *d3)
                 }
+            }
+            if let (Some(p), Some(start)) = (profile.as_deref_mut(), start) {
+                p.entry(rec.op.name()).2 += start.elapsed();
             }
         }
     }
