@@ -8,6 +8,7 @@ pub mod cross_entropy;
 pub mod dropout;
 pub mod elementwise;
 pub mod embedding;
+pub mod exp;
 pub mod layernorm;
 pub mod matmul;
 pub mod reduce;

@@ -1,21 +1,101 @@
-//! Sum and mean of all elements, in fixed-size chunks added in order.
+//! Sum and mean of all elements. The elements are summed in chunks of
+//! [`REDUCE_CHUNK`](crate::ops::REDUCE_CHUNK) (in f32 lanes inside a chunk), and the chunk
+//! sums are added in f64, in order, so the result does not depend on the thread count.
+
 use crate::grads::Grads;
-use crate::tape::{Record, Tape, TensorId};
+use crate::tape::{Op, Record, Tape, TensorId};
+
+/// The kernels over flat slices. They live in their own module because the tape's
+/// dispatcher already calls this file's `sum_backward(record, ...)` and
+/// `mean_backward(record, ...)`.
+pub mod kernels {
+    use crate::ops::elementwise::{lane_sum, simd, ELEM_CHUNK};
+    use crate::ops::REDUCE_CHUNK;
+    use rayon::prelude::*;
+
+    /// Σ_i x_i in f64: chunks of REDUCE_CHUNK summed in f32 lanes, chunk sums added in order.
+    fn total(x: &[f32]) -> f64 {
+        let partials: Vec<f64> = x
+            .par_chunks(REDUCE_CHUNK)
+            .map(|chunk| simd(|| lane_sum(chunk, chunk, |v, _| v)) as f64)
+            .collect();
+        partials.iter().sum()
+    }
+
+    /// Σ_i x_i.  x: (n)  →  a scalar. Saves nothing.
+    pub fn sum_forward(x: &[f32]) -> f32 {
+        total(x) as f32
+    }
+
+    /// (Σ_i x_i) / n.  x: (n)  →  a scalar. Saves nothing.
+    pub fn mean_forward(x: &[f32]) -> f32 {
+        (total(x) / x.len().max(1) as f64) as f32
+    }
+
+    /// Backward of out = Σ_i x_i: every dx_i (n) += dout, a scalar.
+    pub fn sum_backward(dx: &mut [f32], dout: f32) {
+        dx.par_chunks_mut(ELEM_CHUNK).for_each(|dx| dx.iter_mut().for_each(|g| *g += dout));
+    }
+
+    /// Backward of out = (Σ_i x_i) / n: every dx_i (n) += dout / n.
+    pub fn mean_backward(dx: &mut [f32], dout: f32) {
+        let d = dout / dx.len().max(1) as f32;
+        dx.par_chunks_mut(ELEM_CHUNK).for_each(|dx| dx.iter_mut().for_each(|g| *g += d));
+    }
+}
 
 impl Tape {
     /// Σ x → shape [1].
     pub fn sum(&mut self, x: TensorId) -> TensorId {
-        todo!("{x:?}")
+        let n = self.value(x).numel();
+        self.reduce(x, Op::Sum { n }, kernels::sum_forward)
     }
+
     /// mean(x) → shape [1].
     pub fn mean(&mut self, x: TensorId) -> TensorId {
-        todo!("{x:?}")
+        let n = self.value(x).numel();
+        self.reduce(x, Op::Mean { n }, kernels::mean_forward)
+    }
+
+    /// Runs a reduction of x to a new tensor of shape [1].
+    fn reduce(&mut self, x: TensorId, op: Op, forward: fn(&[f32]) -> f32) -> TensorId {
+        let out = self.alloc(&[1], self.any_needs_grad(&[x]));
+        let (ins, outs) = self.split_at_mut(out);
+        outs[0].data[0] = forward(&ins[x.0].data);
+        self.record(op, &[x], out, &[], &[]);
+        out
     }
 }
 
 pub(crate) fn sum_backward(rec: &Record, grads: &mut Grads, n: usize) {
-    todo!("{rec:?} {n} {}", grads.get(rec.output).len())
+    let dout = grads.get(rec.output)[0];
+    kernels::sum_backward(grads.slot(rec.inputs[0], n), dout);
 }
+
 pub(crate) fn mean_backward(rec: &Record, grads: &mut Grads, n: usize) {
-    todo!("{rec:?} {n} {}", grads.get(rec.output).len())
+    let dout = grads.get(rec.output)[0];
+    kernels::mean_backward(grads.slot(rec.inputs[0], n), dout);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kernels::*;
+    use crate::gradcheck::gradcheck;
+    use crate::rng::Rng;
+    use crate::tensor::Tensor;
+
+    #[test]
+    fn reduce_backward_matches_finite_differences() {
+        let mut rng = Rng::seeded(7);
+        let x = Tensor::randn(&[7, 37], 1.0, &mut rng);
+        gradcheck("sum", &[&x], |tape, t| tape.sum(t[0]));
+        gradcheck("mean", &[&x], |tape, t| tape.mean(t[0]));
+    }
+
+    #[test]
+    fn sum_and_mean_of_many_chunks() {
+        let x: Vec<f32> = (0..10_001).map(|i| i as f32).collect();
+        assert_eq!(sum_forward(&x), 50_005_000.0);
+        assert_eq!(mean_forward(&x), 5000.0);
+    }
 }
