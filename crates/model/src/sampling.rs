@@ -1,9 +1,21 @@
 //! Choosing the next token from logits (temperature, top-k, top-p) and generating text
 //! with the KV cache, sliding the window once the text outgrows block_size.
+//!
+//! Probabilities are computed in `f64` from `logits / temperature` minus their maximum
+//! (the stable softmax), so a peaked or very low-temperature distribution neither
+//! overflows nor rounds its tail to nonsense.
+//!
+//! The sliding window: learned position embeddings tie every cached key and value to its
+//! absolute position, so a full cache cannot simply drop its oldest entry. When the
+//! window holds block_size tokens and one more arrives, [`Decoder`] rebuilds the cache
+//! from the last `block_size / 2` tokens (re-fed through `forward_cached`) and continues
+//! one token at a time. The model therefore always sees between block_size/2 and block_size of the
+//! latest tokens, and a long generation costs about one extra forward position per new
+//! token rather than a full forward over block_size tokens at every step.
 
 use tensor::Rng;
 
-use crate::Gpt;
+use crate::{Gpt, KvCache};
 
 /// How to pick each next token.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,13 +34,216 @@ impl Default for SamplingParams {
     }
 }
 
+impl SamplingParams {
+    /// Temperature finite and ≥ 0, top-k ≥ 1, top-p in (0, 1]. The error is one sentence
+    /// naming the value and the allowed range.
+    pub fn validate(&self) -> Result<(), String> {
+        let t = self.temperature;
+        if !(t.is_finite() && t >= 0.0) {
+            return Err(format!(
+                "temperature must be a finite number ≥ 0 (0 is greedy, 1 is the model's own distribution), got {t}"
+            ));
+        }
+        if self.top_k == Some(0) {
+            return Err("top-k must be at least 1 (1 is greedy; omit it to keep every token), got 0".into());
+        }
+        if let Some(p) = self.top_p {
+            if !(p > 0.0 && p <= 1.0) {
+                return Err(format!("top-p must be in (0, 1] (1 keeps every token), got {p}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The index of the largest logit; ties go to the lowest id. Panics on empty logits.
+pub fn argmax(logits: &[f32]) -> u32 {
+    assert!(!logits.is_empty(), "argmax: empty logits");
+    let mut best = 0;
+    for (i, &x) in logits.iter().enumerate() {
+        if x > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// softmax(logits / temperature) in `f64`, stable (the maximum is subtracted first).
+/// Panics when temperature is not > 0.
+pub fn softmax(logits: &[f32], temperature: f32) -> Vec<f64> {
+    assert!(temperature > 0.0, "softmax: temperature must be > 0, got {temperature}");
+    let t = temperature as f64;
+    let max = logits.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
+    let mut probs: Vec<f64> = logits.iter().map(|&x| ((x as f64 - max) / t).exp()).collect();
+    let sum: f64 = probs.iter().sum();
+    for p in &mut probs {
+        *p /= sum;
+    }
+    probs
+}
+
+/// log softmax(logits) in `f64` (temperature 1): the log-probability of every token,
+/// for scoring text.
+pub fn log_softmax(logits: &[f32]) -> Vec<f64> {
+    let max = logits.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
+    let log_sum = logits.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln() + max;
+    logits.iter().map(|&x| x as f64 - log_sum).collect()
+}
+
+/// The natural-log probability of `token` under softmax(logits) (temperature 1).
+pub fn log_prob(logits: &[f32], token: u32) -> f64 {
+    let max = logits.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
+    let log_sum = logits.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln() + max;
+    logits[token as usize] as f64 - log_sum
+}
+
+/// The `limit` most likely token ids (all when `None`), most likely first; equal
+/// probabilities keep id order. A limit selects before sorting, so top-k over a large
+/// vocabulary sorts only k ids.
+fn ranked(probs: &[f64], limit: Option<usize>) -> Vec<u32> {
+    let order = |a: &u32, b: &u32| probs[*b as usize].total_cmp(&probs[*a as usize]).then(a.cmp(b));
+    let mut ids: Vec<u32> = (0..probs.len() as u32).collect();
+    if let Some(k) = limit.filter(|&k| k > 0 && k < ids.len()) {
+        ids.select_nth_unstable_by(k - 1, order);
+        ids.truncate(k);
+    }
+    ids.sort_unstable_by(order);
+    ids
+}
+
+/// The `n` most likely next tokens and their probabilities under softmax(logits /
+/// temperature), most likely first. Temperature 0 shows the model's own distribution
+/// (temperature 1): greedy decoding simply takes the first row.
+pub fn top_n(logits: &[f32], temperature: f32, n: usize) -> Vec<(u32, f32)> {
+    let t = if temperature > 0.0 { temperature } else { 1.0 };
+    let probs = softmax(logits, t);
+    ranked(&probs, Some(n)).into_iter().take(n).map(|id| (id, probs[id as usize] as f32)).collect()
+}
+
+/// The tokens `sample_next` may draw and their renormalised probabilities, most likely
+/// first: softmax(logits / temperature), then the k most likely (top-k), then the
+/// smallest prefix whose probability reaches p (top-p, at least one token). Temperature
+/// 0 leaves the argmax alone, with probability 1.
+pub fn candidates(logits: &[f32], params: &SamplingParams) -> Vec<(u32, f64)> {
+    if params.temperature <= 0.0 {
+        return vec![(argmax(logits), 1.0)];
+    }
+    let probs = softmax(logits, params.temperature);
+    let top_k = params.top_k.map(|k| k.max(1));
+    let mut kept: Vec<(u32, f64)> =
+        ranked(&probs, top_k).into_iter().map(|id| (id, probs[id as usize])).collect();
+    renormalise(&mut kept);
+    if let Some(p) = params.top_p {
+        let mut cumulative = 0.0;
+        let mut n = 0;
+        for &(_, q) in &kept {
+            cumulative += q;
+            n += 1;
+            if cumulative >= p as f64 {
+                break;
+            }
+        }
+        kept.truncate(n.max(1));
+        renormalise(&mut kept);
+    }
+    kept
+}
+
+fn renormalise(kept: &mut [(u32, f64)]) {
+    let total: f64 = kept.iter().map(|&(_, q)| q).sum();
+    for (_, q) in kept.iter_mut() {
+        *q /= total;
+    }
+}
+
+/// Uniform in [0, 1) with 53 random bits.
+fn uniform_f64(rng: &mut Rng) -> f64 {
+    (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// One draw from `(token, probability)` pairs whose probabilities sum to 1.
+fn draw(dist: impl Iterator<Item = (u32, f64)>, rng: &mut Rng) -> u32 {
+    let u = uniform_f64(rng);
+    let mut cumulative = 0.0;
+    let mut last = 0;
+    for (id, q) in dist {
+        cumulative += q;
+        last = id;
+        if u < cumulative {
+            return id;
+        }
+    }
+    // Rounding left u just past the final cumulative sum: the last token is the draw.
+    last
+}
+
 /// Picks the next token from one position's logits.
 pub fn sample_next(logits: &[f32], params: &SamplingParams, rng: &mut Rng) -> u32 {
-    todo!("{} {params:?} {}", logits.len(), rng.uniform())
+    if params.temperature <= 0.0 || params.top_k == Some(1) {
+        return argmax(logits);
+    }
+    if params.top_k.is_none() && params.top_p.is_none() {
+        // No filtering: draw in id order from the full distribution, no sort needed.
+        let probs = softmax(logits, params.temperature);
+        return draw(probs.iter().enumerate().map(|(i, &q)| (i as u32, q)), rng);
+    }
+    draw(candidates(logits, params).into_iter(), rng)
+}
+
+/// Incremental decoding over the KV cache with the sliding window described at the top
+/// of this file: holds the tokens the cache has seen and the logits of the next token.
+pub struct Decoder<'a> {
+    gpt: &'a Gpt,
+    cache: KvCache,
+    window: Vec<u32>,
+    logits: Vec<f32>,
+}
+
+impl<'a> Decoder<'a> {
+    /// Feeds the prompt (its last block_size tokens when it is longer) into a fresh
+    /// cache. Panics when the prompt is empty: the model needs one token to predict from.
+    pub fn new(gpt: &'a Gpt, prompt: &[u32]) -> Decoder<'a> {
+        assert!(
+            !prompt.is_empty(),
+            "Decoder::new: the prompt is empty; start from a token such as a newline"
+        );
+        let block_size = gpt.config.block_size;
+        let window = prompt[prompt.len().saturating_sub(block_size)..].to_vec();
+        let mut cache = gpt.new_cache();
+        let logits = gpt.forward_cached(&mut cache, &window);
+        Decoder { gpt, cache, window, logits }
+    }
+
+    /// The logits (vocab_size) of the token after the window.
+    pub fn logits(&self) -> &[f32] {
+        &self.logits
+    }
+
+    /// The tokens the model currently conditions on, at positions 0.., oldest first.
+    pub fn window(&self) -> &[u32] {
+        &self.window
+    }
+
+    /// Appends a token: one incremental step, or, when the window is full, a rebuild of
+    /// the cache from the last block_size / 2 tokens (the new one included).
+    pub fn push(&mut self, token: u32) {
+        let block_size = self.gpt.config.block_size;
+        self.window.push(token);
+        let logits = if self.window.len() <= block_size {
+            self.gpt.forward_cached_into(&mut self.cache, &[token])
+        } else {
+            let keep = (block_size / 2).max(1);
+            self.window.drain(..self.window.len() - keep);
+            self.cache.clear();
+            self.gpt.forward_cached_into(&mut self.cache, &self.window)
+        };
+        self.logits.copy_from_slice(logits);
+    }
 }
 
 /// Generates up to `max_new_tokens` after `prompt` (which must not be empty), calling
 /// `on_token` with each new token as soon as it is chosen; returns the new tokens.
+/// Texts longer than block_size slide the window as [`Decoder`] describes.
 pub fn generate(
     gpt: &Gpt,
     prompt: &[u32],
@@ -37,5 +252,225 @@ pub fn generate(
     rng: &mut Rng,
     on_token: &mut dyn FnMut(u32),
 ) -> Vec<u32> {
-    todo!("{} {max_new_tokens} {params:?} {} {}", prompt.len(), rng.uniform(), gpt.config.n_layer + { on_token(0); 0 })
+    let mut new_tokens = Vec::with_capacity(max_new_tokens);
+    if max_new_tokens == 0 {
+        return new_tokens;
+    }
+    let mut decoder = Decoder::new(gpt, prompt);
+    loop {
+        let token = sample_next(decoder.logits(), params, rng);
+        on_token(token);
+        new_tokens.push(token);
+        if new_tokens.len() == max_new_tokens {
+            return new_tokens;
+        }
+        decoder.push(token);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(temperature: f32, top_k: Option<usize>, top_p: Option<f32>) -> SamplingParams {
+        SamplingParams { temperature, top_k, top_p }
+    }
+
+    /// Logits whose softmax is exactly `probs`.
+    fn logits_of(probs: &[f64]) -> Vec<f32> {
+        probs.iter().map(|p| p.ln() as f32).collect()
+    }
+
+    #[test]
+    fn argmax_ties_go_to_the_lowest_id() {
+        assert_eq!(argmax(&[1.0, 3.0, 3.0, 2.0]), 1);
+        assert_eq!(argmax(&[5.0]), 0);
+        assert_eq!(argmax(&[-1.0, -1.0]), 0);
+    }
+
+    #[test]
+    fn temperature_zero_is_argmax_and_uses_no_randomness() {
+        let logits = [0.1, 2.0, 2.0, -3.0];
+        let mut rng = Rng::seeded(1);
+        let before = rng.clone();
+        for _ in 0..10 {
+            assert_eq!(sample_next(&logits, &params(0.0, None, None), &mut rng), 1);
+        }
+        assert_eq!(rng, before);
+    }
+
+    #[test]
+    fn top_k_one_is_greedy() {
+        let mut rng = Rng::seeded(2);
+        let logits = [0.3, -1.0, 0.9, 0.89, 0.0];
+        for t in [0.5, 1.0, 3.0] {
+            for _ in 0..50 {
+                assert_eq!(sample_next(&logits, &params(t, Some(1), None), &mut rng), 2);
+            }
+        }
+    }
+
+    #[test]
+    fn softmax_is_stable_for_huge_logits() {
+        let probs = softmax(&[1000.0, 1000.0, -1000.0], 1.0);
+        assert!((probs[0] - 0.5).abs() < 1e-12 && (probs[1] - 0.5).abs() < 1e-12);
+        assert_eq!(probs[2], 0.0);
+        let sharp = softmax(&[1.0, 0.0], 1e-3);
+        assert!(sharp[0] == 1.0 && sharp[1] == 0.0);
+    }
+
+    #[test]
+    fn log_prob_matches_log_of_softmax() {
+        let logits = [0.5, -0.25, 2.0, 1.0];
+        let probs = softmax(&logits, 1.0);
+        let all = log_softmax(&logits);
+        for (i, p) in probs.iter().enumerate() {
+            assert!((log_prob(&logits, i as u32) - p.ln()).abs() < 1e-12);
+            assert!((all[i] - p.ln()).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn top_p_keeps_the_smallest_set_reaching_p() {
+        // Probabilities 0.15, 0.5, 0.1, 0.25: ranked 1, 3, 0, 2.
+        let logits = logits_of(&[0.15, 0.5, 0.1, 0.25]);
+        let ids = |p: f32| -> Vec<u32> {
+            candidates(&logits, &params(1.0, None, Some(p))).iter().map(|c| c.0).collect()
+        };
+        assert_eq!(ids(0.01), vec![1]);
+        assert_eq!(ids(0.5), vec![1]);
+        assert_eq!(ids(0.6), vec![1, 3]);
+        assert_eq!(ids(0.8), vec![1, 3, 0]);
+        assert_eq!(ids(0.95), vec![1, 3, 0, 2]);
+        assert_eq!(ids(1.0), vec![1, 3, 0, 2]);
+        let kept = candidates(&logits, &params(1.0, None, Some(0.6)));
+        assert!((kept[0].1 - 0.5 / 0.75).abs() < 1e-9);
+        assert!((kept[1].1 - 0.25 / 0.75).abs() < 1e-9);
+    }
+
+    #[test]
+    fn top_k_then_top_p_work_on_the_renormalised_top_k() {
+        let logits = logits_of(&[0.15, 0.5, 0.1, 0.25]);
+        // top-2 leaves 0.5/0.75 and 0.25/0.75; p = 0.6 then keeps only the first.
+        let kept = candidates(&logits, &params(1.0, Some(2), Some(0.6)));
+        assert_eq!(kept, vec![(1, 1.0)]);
+        let kept = candidates(&logits, &params(1.0, Some(3), None));
+        assert_eq!(kept.iter().map(|c| c.0).collect::<Vec<_>>(), vec![1, 3, 0]);
+        assert!((kept.iter().map(|c| c.1).sum::<f64>() - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn top_k_selects_the_same_tokens_as_a_full_sort() {
+        let mut rng = Rng::seeded(4);
+        // Rounded values make many exact ties, which must still break towards low ids.
+        let logits: Vec<f32> = (0..1000).map(|_| (rng.normal() * 4.0).round() / 2.0).collect();
+        let all = candidates(&logits, &params(1.0, None, None));
+        let top = candidates(&logits, &params(1.0, Some(50), None));
+        let ids = |c: &[(u32, f64)]| c.iter().map(|x| x.0).collect::<Vec<_>>();
+        assert_eq!(ids(&top), ids(&all[..50]));
+    }
+
+    #[test]
+    fn top_p_never_draws_outside_its_set() {
+        let logits = logits_of(&[0.15, 0.5, 0.1, 0.25]);
+        let mut rng = Rng::seeded(9);
+        for _ in 0..2000 {
+            let id = sample_next(&logits, &params(1.0, None, Some(0.6)), &mut rng);
+            assert!(id == 1 || id == 3, "drew {id} outside the nucleus {{1, 3}}");
+        }
+    }
+
+    #[test]
+    fn top_n_ranks_and_ties_by_id() {
+        let rows = top_n(&[1.0, 3.0, 3.0, 0.0], 1.0, 3);
+        assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 2, 0]);
+        assert!((rows[0].1 - rows[1].1).abs() < 1e-7);
+        assert_eq!(top_n(&[1.0, 2.0], 0.0, 5), top_n(&[1.0, 2.0], 1.0, 5));
+    }
+
+    #[test]
+    fn same_seed_same_draws() {
+        let logits = [0.2, 0.1, -0.3, 0.7, 0.0];
+        let p = params(0.8, Some(4), Some(0.9));
+        let run = |seed| {
+            let mut rng = Rng::seeded(seed);
+            (0..100).map(|_| sample_next(&logits, &p, &mut rng)).collect::<Vec<_>>()
+        };
+        assert_eq!(run(5), run(5));
+        assert_ne!(run(5), run(6));
+    }
+
+    /// Pearson's χ² of `counts` against `probs` (bins expecting fewer than 5 draws are
+    /// pooled) and the 99.9% quantile of χ² with its degrees of freedom
+    /// (Wilson–Hilferty approximation).
+    fn chi_square(counts: &[usize], probs: &[f64]) -> (f64, f64) {
+        let n: usize = counts.iter().sum();
+        let (mut stat, mut bins) = (0.0, 0);
+        let (mut pooled_count, mut pooled_expected) = (0.0, 0.0);
+        for (&c, &p) in counts.iter().zip(probs) {
+            let expected = p * n as f64;
+            if expected < 5.0 {
+                pooled_count += c as f64;
+                pooled_expected += expected;
+            } else {
+                stat += (c as f64 - expected).powi(2) / expected;
+                bins += 1;
+            }
+        }
+        if pooled_expected > 0.0 {
+            stat += (pooled_count - pooled_expected).powi(2) / pooled_expected;
+            bins += 1;
+        }
+        let df = (bins - 1) as f64;
+        let z = 3.09; // the 99.9% quantile of the standard normal
+        let quantile = df * (1.0 - 2.0 / (9.0 * df) + z * (2.0 / (9.0 * df)).sqrt()).powi(3);
+        (stat, quantile)
+    }
+
+    #[test]
+    fn frequencies_at_temperature_one_match_softmax() {
+        let logits = [1.5, 0.2, -0.4, 0.9, 0.0, -2.0, 2.1, -1.0];
+        let probs = softmax(&logits, 1.0);
+        let mut rng = Rng::seeded(2024);
+        let mut counts = vec![0; logits.len()];
+        for _ in 0..20_000 {
+            counts[sample_next(&logits, &params(1.0, None, None), &mut rng) as usize] += 1;
+        }
+        let (stat, bound) = chi_square(&counts, &probs);
+        assert!(stat < bound, "χ² = {stat:.1} ≥ {bound:.1}: counts {counts:?}, probs {probs:?}");
+        // The same test rejects the distribution of another temperature.
+        let (wrong, _) = chi_square(&counts, &softmax(&logits, 0.7));
+        assert!(wrong > bound, "χ² against T = 0.7 is only {wrong:.1}");
+    }
+
+    #[test]
+    fn frequencies_with_top_k_and_temperature_match_candidates() {
+        let logits = [1.5, 0.2, -0.4, 0.9, 0.0, -2.0, 2.1, -1.0];
+        let p = params(0.7, Some(5), Some(0.95));
+        let mut probs = vec![0.0; logits.len()];
+        for (id, q) in candidates(&logits, &p) {
+            probs[id as usize] = q;
+        }
+        let mut rng = Rng::seeded(7);
+        let mut counts = vec![0; logits.len()];
+        for _ in 0..20_000 {
+            counts[sample_next(&logits, &p, &mut rng) as usize] += 1;
+        }
+        for (id, &c) in counts.iter().enumerate() {
+            assert!(probs[id] > 0.0 || c == 0, "token {id} drawn {c} times but filtered out");
+        }
+        let (stat, bound) = chi_square(&counts, &probs);
+        assert!(stat < bound, "χ² = {stat:.1} ≥ {bound:.1}: counts {counts:?}, probs {probs:?}");
+    }
+
+    #[test]
+    fn validate_names_each_bad_value() {
+        assert!(SamplingParams::default().validate().is_ok());
+        assert!(params(-0.1, None, None).validate().unwrap_err().contains("temperature"));
+        assert!(params(f32::NAN, None, None).validate().unwrap_err().contains("temperature"));
+        assert!(params(1.0, Some(0), None).validate().unwrap_err().contains("top-k"));
+        assert!(params(1.0, None, Some(0.0)).validate().unwrap_err().contains("top-p"));
+        assert!(params(1.0, None, Some(1.5)).validate().unwrap_err().contains("top-p"));
+        assert!(params(0.0, Some(1), Some(1.0)).validate().is_ok());
+    }
 }
