@@ -1,20 +1,45 @@
 //! Quill's data crate: tokenizers (char-level, our own byte-level BPE, GPT-2's BPE),
 //! the token-file format, `prepare` (text in, tokenizer and token files out), and the
 //! memory-mapped corpus with its seeded batch sampler.
+//!
+//! Each piece lives in its own module and is re-exported here, so users write
+//! `data::TokenFile`, `data::BatchSampler`, `data::prepare`, ...
 
-use std::path::{Path, PathBuf};
+mod fxhash;
+mod prepare;
+mod sampler;
+mod shard;
+mod text;
+mod tokenizer;
 
-use serde::{Deserialize, Serialize};
-use tensor::Rng;
+use std::path::PathBuf;
+
+pub use prepare::{prepare, prepare_with, PrepareOptions, PrepareSummary, DEFAULT_GPT2_DIR};
+pub use sampler::{sequential_batch_count, sequential_batches, BatchSampler, SamplerState};
+pub use shard::{write_token_file, TokenFile, TokenWriter, TOKEN_FILE_HEADER_LEN, TOKEN_FILE_VERSION};
+pub use tokenizer::bpe::{BpeTokenizer, MIN_BPE_VOCAB};
+pub use tokenizer::char::CharTokenizer;
+pub use tokenizer::gpt2::{Gpt2Tokenizer, END_OF_TEXT};
+pub use tokenizer::pretokenize::pretokenize;
+pub use tokenizer::{load_tokenizer, save_tokenizer, tokenizer_from_bytes};
 
 /// Everything that can go wrong with files and text from the outside world. Each message
 /// names the file, what was expected, what was found, and how to fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
+    /// A complete, user-facing sentence.
     #[error("{0}")]
     Message(String),
+    /// An operating-system error on a file.
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+}
+
+impl DataError {
+    /// An I/O error on `path`.
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> DataError {
+        DataError::Io { path: path.to_path_buf(), source }
+    }
 }
 
 /// Text ⇄ token ids. Implemented by the char-level, BPE and GPT-2 tokenizers.
@@ -35,123 +60,4 @@ pub trait Tokenizer: Send + Sync {
     }
     /// A self-describing serialisation (kind tag included), read back by [`tokenizer_from_bytes`].
     fn to_bytes(&self) -> Vec<u8>;
-}
-
-/// Reads a tokenizer written by [`Tokenizer::to_bytes`] (as embedded in a checkpoint).
-pub fn tokenizer_from_bytes(bytes: &[u8]) -> Result<Box<dyn Tokenizer>, DataError> {
-    todo!("{}", bytes.len())
-}
-
-/// Reads the tokenizer file that `prepare` writes beside the corpus (`tokenizer.bin`).
-pub fn load_tokenizer(path: &Path) -> Result<Box<dyn Tokenizer>, DataError> {
-    todo!("{path:?}")
-}
-
-/// A memory-mapped token file (`train.bin` / `val.bin`): header checked, tokens read in place.
-pub struct TokenFile {}
-
-impl TokenFile {
-    /// Opens and validates a token file: magic, version, width, vocab size, and the token
-    /// count against the file length.
-    pub fn open(path: &Path) -> Result<TokenFile, DataError> {
-        todo!("{path:?}")
-    }
-    pub fn path(&self) -> &Path {
-        todo!()
-    }
-    pub fn len(&self) -> usize {
-        todo!()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    pub fn vocab_size(&self) -> usize {
-        todo!()
-    }
-    pub fn get(&self, i: usize) -> u32 {
-        todo!("{i}")
-    }
-    /// Copies tokens [start, start + out.len()) into `out`.
-    pub fn read_into(&self, start: usize, out: &mut [u32]) {
-        todo!("{start} {}", out.len())
-    }
-}
-
-/// The state of a [`BatchSampler`], saved in checkpoints for exact resume.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct SamplerState {
-    pub rng: Rng,
-    pub batches_drawn: u64,
-}
-
-/// Draws batches of `batch_size` random windows of `block_size + 1` tokens: inputs are
-/// the first `block_size`, targets the same window shifted by one.
-pub struct BatchSampler {}
-
-impl BatchSampler {
-    /// Fails when the file holds fewer than `block_size + 1` tokens.
-    pub fn new(
-        file: &TokenFile,
-        batch_size: usize,
-        block_size: usize,
-        seed: u64,
-    ) -> Result<BatchSampler, DataError> {
-        todo!("{} {batch_size} {block_size} {seed}", file.len())
-    }
-    /// Fills `inputs` and `targets` (each batch_size × block_size, row-major).
-    pub fn next_batch(&mut self, file: &TokenFile, inputs: &mut Vec<u32>, targets: &mut Vec<u32>) {
-        todo!("{} {} {}", file.len(), inputs.len(), targets.len())
-    }
-    pub fn state(&self) -> SamplerState {
-        todo!()
-    }
-    pub fn restore(&mut self, state: SamplerState) {
-        todo!("{state:?}")
-    }
-}
-
-/// Consecutive, non-overlapping windows covering a file in order, for evaluation.
-/// Yields up to `max_batches` batches (each batch_size × block_size inputs and targets);
-/// the final partial batch is dropped.
-pub fn sequential_batches(
-    file: &TokenFile,
-    batch_size: usize,
-    block_size: usize,
-    max_batches: usize,
-) -> impl Iterator<Item = (Vec<u32>, Vec<u32>)> + '_ {
-    todo!("{} {batch_size} {block_size} {max_batches}", file.len());
-    #[allow(unreachable_code)]
-    std::iter::empty()
-}
-
-/// What `prepare` is asked to do.
-#[derive(Clone, Debug)]
-pub struct PrepareOptions {
-    pub inputs: Vec<PathBuf>,
-    pub out_dir: PathBuf,
-    /// "char", "bpe" or "gpt2".
-    pub tokenizer: String,
-    /// For "bpe": the vocabulary size to learn.
-    pub vocab_size: Option<usize>,
-    pub val_fraction: f64,
-    /// Replace invalid UTF-8 with U+FFFD instead of refusing the file.
-    pub lossy: bool,
-    /// Show progress bars.
-    pub progress: bool,
-}
-
-/// What `prepare` wrote.
-#[derive(Clone, Debug)]
-pub struct PrepareSummary {
-    pub vocab_size: usize,
-    pub train_tokens: usize,
-    pub val_tokens: usize,
-    /// Bytes of text per token over the whole input (for bits per byte).
-    pub bytes_per_token: f64,
-}
-
-/// Writes `tokenizer.bin`, `train.bin` and `val.bin` into `out_dir` (each through a
-/// temporary name and a rename, so a failure leaves nothing partial).
-pub fn prepare(opts: &PrepareOptions) -> Result<PrepareSummary, DataError> {
-    todo!("{opts:?}")
 }

@@ -1,0 +1,185 @@
+//! GPT-2's tokenizer, read from OpenAI's `encoder.json` (token string → id) and `vocab.bpe`
+//! (the merges in rank order). Both files spell bytes as printable characters through
+//! GPT-2's `bytes_to_unicode` table (a space is `Ġ`); this module maps them back to bytes,
+//! so encoding shares the merge loop of our own BPE. `<|endoftext|>` in the text becomes
+//! the special token 50256, as tiktoken's `encode(text, allowed_special="all")` does.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::merges::{MergeTable, MergeTableData};
+use super::{tokenizer_header, KIND_GPT2};
+use crate::{DataError, Tokenizer};
+
+/// The one special token of GPT-2's vocabulary.
+pub const END_OF_TEXT: &str = "<|endoftext|>";
+
+/// GPT-2's byte-level BPE (50,257 tokens).
+pub struct Gpt2Tokenizer {
+    table: MergeTable,
+}
+
+/// GPT-2's `bytes_to_unicode`: printable Latin-1 bytes stand for themselves, the other 68
+/// bytes map to U+0100 onwards in byte order.
+fn bytes_to_unicode() -> [char; 256] {
+    let printable =
+        |b: u32| (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
+    let mut table = ['\0'; 256];
+    let mut next = 256u32;
+    for b in 0..256u32 {
+        let cp = if printable(b) {
+            b
+        } else {
+            next += 1;
+            next - 1
+        };
+        table[b as usize] = char::from_u32(cp).expect("code points below 0x200 are valid chars");
+    }
+    table
+}
+
+fn read_text(path: &Path, what: &str) -> Result<String, DataError> {
+    std::fs::read_to_string(path).map_err(|e| {
+        DataError::Message(format!(
+            "{}: cannot read GPT-2's {what} ({e}); the project keeps it in datasets/gpt2-tokenizer/ (prepare takes --gpt2-dir to look elsewhere)",
+            path.display()
+        ))
+    })
+}
+
+impl Gpt2Tokenizer {
+    /// Reads `encoder.json` and `vocab.bpe`.
+    pub fn from_files(encoder_json: &Path, vocab_bpe: &Path) -> Result<Gpt2Tokenizer, DataError> {
+        let encoder_text = read_text(encoder_json, "encoder.json")?;
+        let merges_text = read_text(vocab_bpe, "vocab.bpe")?;
+        let encoder: HashMap<String, u32> = serde_json::from_str(&encoder_text).map_err(|e| {
+            DataError::Message(format!(
+                "{}: expected a JSON object of token → id, as in GPT-2's encoder.json, but parsing failed: {e}",
+                encoder_json.display()
+            ))
+        })?;
+
+        let to_char = bytes_to_unicode();
+        let from_char: HashMap<char, u8> = to_char.iter().enumerate().map(|(b, &c)| (c, b as u8)).collect();
+        let vocab_size = encoder.values().map(|&id| id as usize + 1).max().unwrap_or(0);
+        let mut tokens: Vec<Option<Vec<u8>>> = vec![None; vocab_size];
+        for (text, &id) in &encoder {
+            let bytes = if text == END_OF_TEXT {
+                text.as_bytes().to_vec()
+            } else {
+                text.chars().map(|c| from_char.get(&c).copied()).collect::<Option<Vec<u8>>>().ok_or_else(|| {
+                    DataError::Message(format!(
+                        "{}: token {text:?} has a character outside GPT-2's byte alphabet; is this GPT-2's encoder.json?",
+                        encoder_json.display()
+                    ))
+                })?
+            };
+            tokens[id as usize] = Some(bytes);
+        }
+        let tokens: Vec<Vec<u8>> = tokens
+            .into_iter()
+            .enumerate()
+            .map(|(id, t)| {
+                t.ok_or_else(|| {
+                    DataError::Message(format!(
+                        "{}: no token has id {id}, but ids run up to {}; is the file complete?",
+                        encoder_json.display(),
+                        vocab_size - 1
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+
+        let id_of = |s: &str, line: usize| {
+            encoder.get(s).copied().ok_or_else(|| {
+                DataError::Message(format!(
+                    "{}:{line}: merge names {s:?}, which {} does not have; the two files do not belong together",
+                    vocab_bpe.display(),
+                    encoder_json.display()
+                ))
+            })
+        };
+        let mut merges = Vec::new();
+        for (n, line) in merges_text.lines().enumerate() {
+            if line.starts_with("#version") || line.trim().is_empty() {
+                continue;
+            }
+            let (a, b) = line.split_once(' ').ok_or_else(|| {
+                DataError::Message(format!(
+                    "{}:{}: expected a merge \"left right\", found {line:?}",
+                    vocab_bpe.display(),
+                    n + 1
+                ))
+            })?;
+            merges.push((id_of(a, n + 1)?, id_of(b, n + 1)?, id_of(&format!("{a}{b}"), n + 1)?));
+        }
+
+        let byte_ids =
+            to_char.iter().map(|c| id_of(&c.to_string(), 0)).collect::<Result<Vec<u32>, DataError>>()?;
+        let specials =
+            encoder.get(END_OF_TEXT).map(|&id| vec![(END_OF_TEXT.to_string(), id)]).unwrap_or_default();
+        let data = MergeTableData { tokens, byte_ids, merges, specials };
+        let table = MergeTable::new(data, &encoder_json.display().to_string())?;
+        Ok(Gpt2Tokenizer { table })
+    }
+
+    /// Reads `encoder.json` and `vocab.bpe` from one folder.
+    pub fn from_dir(dir: &Path) -> Result<Gpt2Tokenizer, DataError> {
+        Gpt2Tokenizer::from_files(&dir.join("encoder.json"), &dir.join("vocab.bpe"))
+    }
+
+    /// Encodes `<|endoftext|>` as ordinary text, as tiktoken's `encode_ordinary` does.
+    pub fn encode_ordinary(&self, text: &str) -> Vec<u32> {
+        self.table.encode_text(text, false)
+    }
+
+    pub(crate) fn table(&self) -> &MergeTable {
+        &self.table
+    }
+
+    pub(crate) fn from_payload(payload: &[u8]) -> Result<Gpt2Tokenizer, String> {
+        let data: MergeTableData = bincode::deserialize(payload).map_err(|e| e.to_string())?;
+        let table = MergeTable::new(data, "GPT-2 tokenizer").map_err(|e| e.to_string())?;
+        Ok(Gpt2Tokenizer { table })
+    }
+}
+
+impl Tokenizer for Gpt2Tokenizer {
+    fn kind(&self) -> &'static str {
+        "gpt2"
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.table.vocab_size()
+    }
+
+    fn encode(&self, text: &str) -> Result<Vec<u32>, DataError> {
+        Ok(self.table.encode_text(text, true))
+    }
+
+    fn token_bytes(&self, id: u32) -> Vec<u8> {
+        self.table.token_bytes(id)
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut out = tokenizer_header(KIND_GPT2);
+        out.extend(bincode::serialize(&self.table.data).expect("serialising a merge table cannot fail"));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_to_unicode_matches_gpt2() {
+        let t = bytes_to_unicode();
+        assert_eq!(t[b'!' as usize], '!');
+        assert_eq!(t[b' ' as usize], 'Ġ');
+        assert_eq!(t[b'\n' as usize], 'Ċ');
+        assert_eq!(t[0], 'Ā');
+        let distinct: std::collections::HashSet<char> = t.iter().copied().collect();
+        assert_eq!(distinct.len(), 256);
+    }
+}
