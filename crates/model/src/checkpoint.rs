@@ -1,14 +1,40 @@
 //! The checkpoint file: one self-describing file with everything needed to sample from a
 //! model or to resume its training exactly.
 //!
-//! Layout: magic, format version, payload length, CRC-32 of the payload, then the
-//! payload (bincode). Written to a temporary file, synced, then renamed.
+//! Layout (all integers little-endian):
+//!
+//! ```text
+//! offset  size  field
+//!      0     8  magic  b"QUILLCKP"
+//!      8     4  format version (u32), FORMAT_VERSION
+//!     12     8  payload length in bytes (u64)
+//!     20     4  CRC-32 (IEEE, crc32fast) of the payload
+//!     24     …  payload: the Checkpoint, bincode with fixed-width integers
+//! ```
+//!
+//! Saving writes a temporary file in the same directory, syncs it, renames it over the
+//! target and syncs the directory, so a crash leaves either the old file or the new one.
+//! Loading checks the magic, the version, that the payload length is exactly what the
+//! file holds (before allocating anything), the checksum, and then decodes with bincode
+//! limited to the payload's length, so no length read from the file can make it allocate
+//! more than the file holds.
 
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use bincode::Options;
 use serde::{Deserialize, Serialize};
 
 use crate::{Gpt, GptConfig};
+
+/// The first eight bytes of every checkpoint.
+pub const MAGIC: &[u8; 8] = b"QUILLCKP";
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// Bytes before the payload: magic, version, payload length, CRC-32.
+pub const HEADER_LEN: usize = 8 + 4 + 8 + 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -16,6 +42,22 @@ pub enum CheckpointError {
     Invalid(String),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not a Quill checkpoint (it does not start with \"QUILLCKP\"); pass a .ckpt file written by train")]
+    NotACheckpoint { path: PathBuf },
+    #[error(
+        "{path}: checkpoint format version {found} is newer than this build reads (version {supported}); update Quill to load it"
+    )]
+    NewerVersion { path: PathBuf, found: u32, supported: u32 },
+    #[error("{path}: corrupted checkpoint ({detail}); use another checkpoint of the run or train again")]
+    Corrupted { path: PathBuf, detail: String },
+    #[error(
+        "checkpoint parameter {name} has shape {found:?} but the model expects {expected:?}: the checkpoint is of a model of another shape"
+    )]
+    ShapeMismatch { name: String, expected: Vec<usize>, found: Vec<usize> },
+    #[error("checkpoint lacks parameter {name}: it is of a model of another shape")]
+    MissingParam { name: String },
+    #[error("checkpoint has parameter {name}, which the model does not: it is of a model of another shape")]
+    UnexpectedParam { name: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,29 +91,224 @@ pub struct Checkpoint {
     pub train_state: Vec<u8>,
 }
 
+/// bincode as the payload uses it: fixed-width little-endian integers, at most `limit`
+/// bytes read, trailing bytes rejected.
+fn payload_options(limit: u64) -> impl Options {
+    bincode::DefaultOptions::new().with_fixint_encoding().with_little_endian().with_limit(limit)
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io { path: path.to_path_buf(), source }
+}
+
 impl Checkpoint {
     /// Atomically writes the checkpoint (temporary file, fsync, rename).
     pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
-        todo!("{path:?}")
+        let bytes =
+            self.to_bytes().map_err(|e| CheckpointError::Invalid(format!("{}: {e}", path.display())))?;
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let file_name = path.file_name().ok_or_else(|| {
+            CheckpointError::Invalid(format!("{}: a checkpoint path must name a file", path.display()))
+        })?;
+        let mut tmp_name = file_name.to_os_string();
+        tmp_name.push(format!(".tmp-{}", std::process::id()));
+        let tmp = dir.join(tmp_name);
+        let write = || -> std::io::Result<()> {
+            let mut file = File::create(&tmp)?;
+            file.write_all(&bytes)?;
+            file.sync_all()
+        };
+        if let Err(source) = write() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(CheckpointError::Io { path: tmp, source });
+        }
+        std::fs::rename(&tmp, path).map_err(io_error(path))?;
+        // Make the rename itself durable. Directories cannot be opened for syncing on
+        // every platform, so a failure here is not an error.
+        if let Ok(dir) = File::open(&dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+
+    /// The whole file: header then payload.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, bincode::Error> {
+        let payload = payload_options(u64::MAX).serialize(self)?;
+        let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len());
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        bytes.extend_from_slice(&payload);
+        Ok(bytes)
     }
 
     /// Reads and verifies a checkpoint; one clear error per kind of problem.
     pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
-        todo!("{path:?}")
+        let mut file = File::open(path).map_err(io_error(path))?;
+        let file_len = file.metadata().map_err(io_error(path))?.len();
+        let corrupted = |detail: String| CheckpointError::Corrupted { path: path.to_path_buf(), detail };
+
+        let mut header = [0u8; HEADER_LEN];
+        let header_read = read_up_to(&mut file, &mut header).map_err(io_error(path))?;
+        if header_read < MAGIC.len() || &header[..8] != MAGIC {
+            return Err(CheckpointError::NotACheckpoint { path: path.to_path_buf() });
+        }
+        if header_read < HEADER_LEN {
+            return Err(corrupted(format!(
+                "truncated: {file_len} bytes, shorter than the {HEADER_LEN}-byte header"
+            )));
+        }
+        let field = |range: std::ops::Range<usize>| header[range].to_vec();
+        let version = u32::from_le_bytes(field(8..12).try_into().expect("4 bytes"));
+        let payload_len = u64::from_le_bytes(field(12..20).try_into().expect("8 bytes"));
+        let crc = u32::from_le_bytes(field(20..24).try_into().expect("4 bytes"));
+        if version > FORMAT_VERSION {
+            return Err(CheckpointError::NewerVersion {
+                path: path.to_path_buf(),
+                found: version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        if version != FORMAT_VERSION {
+            return Err(corrupted(format!(
+                "format version {version} is not one this build reads ({FORMAT_VERSION})"
+            )));
+        }
+        let held = file_len.saturating_sub(HEADER_LEN as u64);
+        if payload_len > held {
+            return Err(corrupted(format!(
+                "truncated: the header promises {payload_len} payload bytes, the file holds {held}"
+            )));
+        }
+        if payload_len < held {
+            return Err(corrupted(format!(
+                "{} stray bytes after the {payload_len}-byte payload",
+                held - payload_len
+            )));
+        }
+        // payload_len == what the file holds, so this allocation is bounded by the file.
+        let mut payload = vec![0u8; payload_len as usize];
+        file.read_exact(&mut payload).map_err(io_error(path))?;
+        let actual = crc32fast::hash(&payload);
+        if actual != crc {
+            return Err(corrupted(format!("checksum mismatch: stored {crc:08x}, computed {actual:08x}")));
+        }
+        let checkpoint: Checkpoint =
+            payload_options(payload_len).deserialize(&payload).map_err(|e| corrupted(decode_error(&e)))?;
+        checkpoint.check_sizes().map_err(corrupted)?;
+        Ok(checkpoint)
+    }
+
+    /// Every tensor holds as many values as its shape says, and the optimizer has one
+    /// moment of the right size per parameter.
+    fn check_sizes(&self) -> Result<(), String> {
+        for p in &self.params {
+            let numel = p.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+            if numel != Some(p.data.len()) {
+                return Err(format!(
+                    "parameter {} has shape {:?} but {} values",
+                    p.name,
+                    p.shape,
+                    p.data.len()
+                ));
+            }
+        }
+        if let Some(opt) = &self.optimizer {
+            if opt.m.len() != self.params.len() || opt.v.len() != self.params.len() {
+                return Err(format!(
+                    "{} parameters but {} first and {} second optimizer moments",
+                    self.params.len(),
+                    opt.m.len(),
+                    opt.v.len()
+                ));
+            }
+            for ((p, m), v) in self.params.iter().zip(&opt.m).zip(&opt.v) {
+                if m.len() != p.data.len() || v.len() != p.data.len() {
+                    return Err(format!(
+                        "optimizer moments of {} do not match its {} values",
+                        p.name,
+                        p.data.len()
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The model's parameters, by name.
     pub fn params_of(gpt: &Gpt) -> Vec<NamedTensor> {
-        todo!("{}", gpt.tape.n_params())
+        gpt.tape
+            .params()
+            .map(|(_, name, value)| NamedTensor {
+                name: name.to_string(),
+                shape: value.shape.clone(),
+                data: value.data.clone(),
+            })
+            .collect()
     }
 
     /// A model with this checkpoint's weights; errors name a missing or misshapen parameter.
     pub fn to_model(&self) -> Result<Gpt, CheckpointError> {
-        todo!()
+        self.model
+            .validate()
+            .map_err(|e| CheckpointError::Invalid(format!("checkpoint model config: {e}")))?;
+        let mut gpt = Gpt::zeroed(self.model.clone());
+        self.load_into(&mut gpt)?;
+        Ok(gpt)
     }
 
-    /// Copies this checkpoint's weights into an existing model of the same config.
+    /// Copies this checkpoint's weights into an existing model of the same config. Every
+    /// parameter is checked before any is written, so on error the model is unchanged.
     pub fn load_into(&self, gpt: &mut Gpt) -> Result<(), CheckpointError> {
-        todo!("{}", gpt.tape.n_params())
+        let by_name: HashMap<&str, &NamedTensor> = self.params.iter().map(|p| (p.name.as_str(), p)).collect();
+        let mut sources = Vec::with_capacity(gpt.tape.n_params());
+        for (id, name, value) in gpt.tape.params() {
+            let saved =
+                by_name.get(name).ok_or_else(|| CheckpointError::MissingParam { name: name.to_string() })?;
+            if saved.shape != value.shape || saved.data.len() != value.data.len() {
+                return Err(CheckpointError::ShapeMismatch {
+                    name: name.to_string(),
+                    expected: value.shape.clone(),
+                    found: saved.shape.clone(),
+                });
+            }
+            sources.push((id, *saved));
+        }
+        if sources.len() != self.params.len() {
+            let known: Vec<&str> = gpt.tape.params().map(|(_, name, _)| name).collect();
+            let extra = self.params.iter().find(|p| !known.contains(&p.name.as_str()));
+            let name = extra.map_or_else(|| "(a duplicate name)".to_string(), |p| p.name.clone());
+            return Err(CheckpointError::UnexpectedParam { name });
+        }
+        for (id, saved) in sources {
+            gpt.tape.value_mut(id).data.copy_from_slice(&saved.data);
+        }
+        Ok(())
     }
+}
+
+/// What went wrong decoding a payload whose checksum matched, in words.
+fn decode_error(e: &bincode::Error) -> String {
+    match &**e {
+        bincode::ErrorKind::Io(_) | bincode::ErrorKind::SizeLimit => {
+            "undecodable payload: a length inside it runs past its end".to_string()
+        }
+        other => format!("undecodable payload: {other}"),
+    }
+}
+
+/// Reads until `buf` is full or the file ends; returns how many bytes were read.
+fn read_up_to(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
 }

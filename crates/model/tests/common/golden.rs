@@ -1,0 +1,76 @@
+//! Reads the golden fixture written by `scripts/golden.py`: `golden.json` (config, tokens,
+//! targets, loss, AdamW settings and losses, and an index of tensors) and `golden.bin`
+//! (the tensors, float32 little-endian, back to back). Another crate's test can include
+//! this file with `#[path = "../../model/tests/common/golden.rs"] mod golden;`.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use model::GptConfig;
+use serde_json::Value;
+
+/// The fixture, parsed.
+pub struct Golden {
+    pub json: Value,
+    pub config: GptConfig,
+    pub batch: usize,
+    pub t: usize,
+    pub tokens: Vec<u32>,
+    pub targets: Vec<u32>,
+    pub loss: f64,
+    /// Parameter names in PyTorch's `named_parameters` order.
+    pub param_names: Vec<String>,
+    tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+}
+
+impl Golden {
+    /// The fixture directory of the model crate.
+    pub fn dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    }
+
+    pub fn load() -> Golden {
+        let dir = Golden::dir();
+        let text =
+            std::fs::read_to_string(dir.join("golden.json")).expect("golden.json (run scripts/golden.py)");
+        let json: Value = serde_json::from_str(&text).expect("golden.json parses");
+        assert_eq!(json["format"], "quill-golden");
+        assert_eq!(json["version"], 1, "golden.json: unknown fixture version");
+        let bytes = std::fs::read(dir.join("golden.bin")).expect("golden.bin (run scripts/golden.py)");
+        let floats: Vec<f32> =
+            bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let mut tensors = HashMap::new();
+        for (name, entry) in json["tensors"].as_object().expect("tensors index") {
+            let shape: Vec<usize> = serde_json::from_value(entry["shape"].clone()).expect("shape");
+            let offset = entry["offset"].as_u64().expect("offset") as usize;
+            let numel: usize = shape.iter().product();
+            tensors.insert(name.clone(), (shape, floats[offset..offset + numel].to_vec()));
+        }
+        let ids = |key: &str| -> Vec<u32> { serde_json::from_value(json[key].clone()).expect("id list") };
+        Golden {
+            config: serde_json::from_value(json["config"].clone()).expect("config"),
+            batch: json["batch"].as_u64().expect("batch") as usize,
+            t: json["t"].as_u64().expect("t") as usize,
+            tokens: ids("tokens"),
+            targets: ids("targets"),
+            loss: json["loss"].as_f64().expect("loss"),
+            param_names: serde_json::from_value(json["param_names"].clone()).expect("param_names"),
+            tensors,
+            json,
+        }
+    }
+
+    /// A tensor by its fixture name (`param.<name>`, `grad.<name>`, `logits`, ...).
+    pub fn tensor(&self, name: &str) -> (&[usize], &[f32]) {
+        let (shape, data) = self.tensors.get(name).unwrap_or_else(|| panic!("golden fixture lacks {name}"));
+        (shape, data)
+    }
+}
+
+/// The largest |a - b|.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "max_abs_diff: lengths differ");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}

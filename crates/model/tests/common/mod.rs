@@ -1,0 +1,3 @@
+//! Helpers shared by the model crate's integration tests.
+
+pub mod golden;
