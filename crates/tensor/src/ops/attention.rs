@@ -17,11 +17,16 @@
 //! Only `lse` (b, nh, t) is saved. Backward recomputes P from q, k and lse, as
 //! FlashAttention does, rather than keeping b·nh·t² probabilities alive for the step.
 //!
-//! Each (batch, head) is one rayon task. It walks the queries in blocks of
-//! [`QUERY_BLOCK`] rows; a block of queries sees keys 0 up to its last row, so its scores
-//! are one GEMM of (rows × hs) by (hs × keys) into a per-task scratch buffer, and its
-//! output one GEMM of (rows × keys) by (keys × hs). Tasks write one head each into a
-//! head-major buffer, which a last pass copies into the (b, t, c) layout.
+//! Each (batch, head) is one rayon task. It copies its q, k and v into contiguous,
+//! zero-padded buffers (k and v also transposed), then walks the queries in blocks of
+//! [`QUERY_BLOCK`] rows, whose scores live in a per-task scratch of `QUERY_BLOCK × t`.
+//! Every product (q·kᵀ and P·v, and backward's four) runs on one small register-tiled
+//! kernel, [`matmul_tile`], that reads its left operand with any strides and skips what
+//! the causal mask zeroes: a tile of queries ending at row i touches keys 0..=i only.
+//! Calling `crate::gemm` per block instead was about twice as slow, because a general GEMM
+//! packs both operands on every call, and here one of the dimensions is only hs.
+//! Tasks write one head each into a head-major buffer; a last pass copies it into the
+//! (b, t, c) layout.
 //! [`attention_reference`] and [`attention_backward_reference`] are the same math as
 //! plain loops, kept to test the fast path against.
 
@@ -29,6 +34,7 @@ use crate::grads::Grads;
 use crate::ops::exp::{exp_sum, max};
 use crate::tape::{Op, Record, Tape, TensorId};
 use rayon::prelude::*;
+use std::cell::Cell;
 
 /// Queries per score block: a task's scratch holds at most `QUERY_BLOCK × t` scores.
 const QUERY_BLOCK: usize = 64;
@@ -41,7 +47,7 @@ fn round_up(x: usize) -> usize {
     x.div_ceil(NR) * NR
 }
 
-/// C (MR' × n) (+)= A · B over the contraction range k0..k1, for MR' rows:
+/// C (ROWS × n) (+)= A · B over the contraction range k0..k1:
 ///
 /// ```text
 /// c[r·ldc + j] (+)= Σ_{p ∈ k0..k1} a[r·ars + p·acs] · b[p·ldb + j]     r < ROWS, j < n
@@ -246,16 +252,17 @@ pub fn attention_forward(
     if y.is_empty() {
         return;
     }
-    let mut y_heads = vec![0.0f32; b * nh * t * hs]; // (b, nh, t, hs)
-    y_heads.par_chunks_mut(t * hs).zip(lse.par_chunks_mut(t)).enumerate().for_each_init(
-        Scratch::default,
-        |scratch, (task, (yh, lse_h))| {
-            let (bi, h) = (task / nh, task % nh);
-            let head = Head { x: &qkv[bi * t * 3 * c..(bi + 1) * t * 3 * c], t, c, col: h * hs, hs };
-            head_forward(yh, lse_h, scratch, &head);
-        },
-    );
-    heads_to_rows(y, &y_heads, t, nh, hs, 1, false);
+    with_heads_buffer(b * nh * t * hs, |y_heads| {
+        y_heads.par_chunks_mut(t * hs).zip(lse.par_chunks_mut(t)).enumerate().for_each_init(
+            Scratch::default,
+            |scratch, (task, (yh, lse_h))| {
+                let (bi, h) = (task / nh, task % nh);
+                let head = Head { x: &qkv[bi * t * 3 * c..(bi + 1) * t * 3 * c], t, c, col: h * hs, hs };
+                head_forward(yh, lse_h, scratch, &head);
+            },
+        );
+        heads_to_rows(y, y_heads, t, nh, hs, 1, false);
+    });
 }
 
 /// One (batch, head): yh (t, hs) and lse_h (t).
@@ -294,6 +301,22 @@ fn head_forward_body(yh: &mut [f32], lse_h: &mut [f32], sc: &mut Scratch, head: 
             dst.copy_from_slice(&src[..hs]);
         }
     }
+}
+
+thread_local! {
+    /// The head-major buffer of the last call on this thread, kept so that steady-state
+    /// steps do not allocate it again.
+    static HEADS: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// Runs `f` on a buffer of `len` values with unspecified contents (the caller writes every
+/// one), reused from call to call on this thread.
+fn with_heads_buffer<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let mut buf = HEADS.take();
+    buf.resize(len, 0.0);
+    let out = f(&mut buf);
+    HEADS.set(buf);
+    out
 }
 
 /// Copies (or adds) a head-major buffer (b, nh, parts, t, hs) into rows (b, t, parts·c):
@@ -343,15 +366,19 @@ pub fn attention_backward(
         return;
     }
     // Each task owns one head's dq, dk, dv: (b, nh, 3, t, hs), added into dqkv at the end.
-    let mut d_heads = vec![0.0f32; b * nh * 3 * t * hs];
-    d_heads.par_chunks_mut(3 * t * hs).enumerate().for_each_init(Scratch::default, |scratch, (task, dh)| {
-        let (bi, h) = (task / nh, task % nh);
-        let head = Head { x: &qkv[bi * t * 3 * c..(bi + 1) * t * 3 * c], t, c, col: h * hs, hs };
-        let (dyb, yb) = (&dy[bi * t * c..(bi + 1) * t * c], &y[bi * t * c..(bi + 1) * t * c]);
-        let lse_h = &lse[task * t..(task + 1) * t];
-        head_backward(dh, scratch, &head, dyb, yb, lse_h);
+    with_heads_buffer(b * nh * 3 * t * hs, |d_heads| {
+        d_heads.par_chunks_mut(3 * t * hs).enumerate().for_each_init(
+            Scratch::default,
+            |scratch, (task, dh)| {
+                let (bi, h) = (task / nh, task % nh);
+                let head = Head { x: &qkv[bi * t * 3 * c..(bi + 1) * t * 3 * c], t, c, col: h * hs, hs };
+                let (dyb, yb) = (&dy[bi * t * c..(bi + 1) * t * c], &y[bi * t * c..(bi + 1) * t * c]);
+                let lse_h = &lse[task * t..(task + 1) * t];
+                head_backward(dh, scratch, &head, dyb, yb, lse_h);
+            },
+        );
+        heads_to_rows(dqkv, d_heads, t, nh, hs, 3, true);
     });
-    heads_to_rows(dqkv, &d_heads, t, nh, hs, 3, true);
 }
 
 /// One (batch, head): dh = [dq | dk | dv], each (t, hs), from this batch element's dy and
@@ -562,6 +589,36 @@ mod tests {
         // Past one query block, so the blocked recomputation is checked too.
         let qkv = Tensor::randn(&[1, QUERY_BLOCK + 5, 3 * 4], 1.0, &mut rng);
         gradcheck("attention (two query blocks)", &[&qkv], |tape, x| tape.attention(x[0], 2));
+    }
+
+    #[test]
+    fn simd_and_portable_builds_give_the_same_bits() {
+        let mut rng = Rng::seeded(9);
+        let (t, c, hs) = (QUERY_BLOCK + 7, 24, 12);
+        let qkv = Tensor::randn(&[t, 3 * c], 1.0, &mut rng);
+        let dy = Tensor::randn(&[t, c], 1.0, &mut rng);
+        let head = Head { x: &qkv.data, t, c, col: hs, hs };
+        let run = |simd: bool| {
+            let (mut yh, mut lse, mut sc) = (vec![0.0; t * hs], vec![0.0; t], Scratch::default());
+            let mut dh = vec![0.0; 3 * t * hs];
+            // y in the (t, c) layout that backward reads; only this head's columns matter.
+            let mut y = vec![0.0; t * c];
+            if simd {
+                head_forward(&mut yh, &mut lse, &mut sc, &head);
+            } else {
+                head_forward_body(&mut yh, &mut lse, &mut sc, &head);
+            }
+            for (row, src) in y.chunks_exact_mut(c).zip(yh.chunks_exact(hs)) {
+                row[hs..2 * hs].copy_from_slice(src);
+            }
+            if simd {
+                head_backward(&mut dh, &mut sc, &head, &dy.data, &y, &lse);
+            } else {
+                head_backward_body(&mut dh, &mut sc, &head, &dy.data, &y, &lse);
+            }
+            [yh, lse, dh].map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>())
+        };
+        assert!(run(true) == run(false), "attention: the SIMD and portable builds differ");
     }
 
     #[test]

@@ -117,6 +117,15 @@ mod tests {
     }
 
     #[test]
+    fn simd_and_portable_builds_give_the_same_bits() {
+        let xs: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.37).sin() * 30.0).collect();
+        let (mut a, mut b) = (xs.clone(), xs);
+        let (sa, sb) = (exp_sum(&mut a, 0.7, 2.0), exp_sum_portable(&mut b, 0.7, 2.0));
+        assert_eq!(sa.to_bits(), sb.to_bits());
+        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+    }
+
+    #[test]
     fn exp_sum_and_max_agree_with_plain_loops() {
         for len in [1usize, 7, 16, 33, 100] {
             let xs: Vec<f32> = (0..len).map(|i| ((i * 37 % 11) as f32) * 0.3 - 1.0).collect();
