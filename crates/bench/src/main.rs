@@ -1,0 +1,261 @@
+//! `bench`: how fast Quill trains and samples on this machine, next to PyTorch's figures
+//! from `scripts/bench_pytorch.py` (same models, same measurements).
+//!
+//! For each configuration it prints training tokens/s (forward + backward + clipping +
+//! AdamW, median over steps after warm-up), MFU against the f32 GEMM peak measured here,
+//! peak resident memory, batch-1 sampling tokens/s with and without the KV cache, and a
+//! per-op profile of one step. Each configuration runs in a child process of its own so
+//! that its peak memory is its own.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use model::sampling::{generate, sample_next, SamplingParams};
+use model::{Gpt, GptConfig};
+use serde::{Deserialize, Serialize};
+use tensor::gemm::{gemm, Mat};
+use tensor::{Grads, Rng, Tensor};
+use train::optim::{clip_scale, grad_norm, AdamW, AdamWConfig};
+
+#[derive(Parser)]
+#[command(about = "Training and sampling speed, MFU, memory and a per-op profile")]
+struct Args {
+    /// Threads (default: every core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Configurations to run: tiny, small, gpt2 (default: all).
+    #[arg(long = "only")]
+    only: Vec<String>,
+    /// Timed training steps per configuration (after two warm-up steps).
+    #[arg(long, default_value_t = 7)]
+    steps: usize,
+    /// New tokens per sampling measurement.
+    #[arg(long, default_value_t = 256)]
+    sample_tokens: usize,
+    /// Print the per-op profile of one step of each configuration.
+    #[arg(long)]
+    profile: bool,
+    /// Run one configuration and print its figures as JSON (used by the parent process).
+    #[arg(long, hide = true)]
+    one: Option<String>,
+}
+
+/// A benchmark configuration: the model and the batch it trains on.
+struct BenchConfig {
+    name: &'static str,
+    model: GptConfig,
+    batch_size: usize,
+}
+
+fn configs() -> Vec<BenchConfig> {
+    let gpt = |vocab_size, block_size, n_layer, n_head, n_embd| GptConfig {
+        vocab_size,
+        block_size,
+        n_layer,
+        n_head,
+        n_embd,
+        dropout: 0.0,
+        bias: false,
+    };
+    vec![
+        BenchConfig { name: "tiny", model: gpt(65, 64, 4, 4, 128), batch_size: 12 },
+        BenchConfig { name: "small", model: gpt(65, 256, 6, 6, 384), batch_size: 8 },
+        BenchConfig { name: "gpt2", model: gpt(50257, 256, 12, 12, 768), batch_size: 2 },
+    ]
+}
+
+/// What one child process measures.
+#[derive(Serialize, Deserialize)]
+struct Figures {
+    config: String,
+    params: usize,
+    step_ms: f64,
+    adamw_ms: f64,
+    train_tok_s: f64,
+    flops_per_token: f64,
+    peak_rss_mb: f64,
+    sample_cached_tok_s: Option<f64>,
+    sample_uncached_tok_s: Option<f64>,
+    /// (op, forward ms, backward ms) for one step.
+    profile: Vec<(String, f64, f64)>,
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// The f32 GEMM peak of this machine as our GEMM reaches it: a 2048³ product.
+fn gemm_peak() -> f64 {
+    let n = 2048;
+    let mut rng = Rng::seeded(0);
+    let a = Tensor::randn(&[n, n], 1.0, &mut rng);
+    let b = Tensor::randn(&[n, n], 1.0, &mut rng);
+    let mut c = vec![0.0f32; n * n];
+    let mut times = Vec::new();
+    for i in 0..8 {
+        let start = Instant::now();
+        gemm(n, n, n, Mat::rows(&a.data, n), Mat::rows(&b.data, n), &mut c, false);
+        if i > 0 {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    2.0 * (n as f64).powi(3) / median(times) / 1e9
+}
+
+/// Peak resident memory of this process (VmHWM), in MB.
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn run_one(cfg: &BenchConfig, steps: usize, sample_tokens: usize) -> Figures {
+    let (b, t, v) = (cfg.batch_size, cfg.model.block_size, cfg.model.vocab_size);
+    let mut gpt = Gpt::new(cfg.model.clone(), 0);
+    let adamw = AdamWConfig { beta1: 0.9, beta2: 0.99, eps: 1e-8, weight_decay: 0.1 };
+    let mut opt = AdamW::new(&gpt.tape, adamw);
+    let mut grads = Grads::new();
+    let mut rng = Rng::seeded(1);
+    let x: Vec<u32> = (0..b * t).map(|_| rng.below(v) as u32).collect();
+    let y: Vec<u32> = (0..b * t).map(|_| rng.below(v) as u32).collect();
+
+    let mut train_step = |gpt: &mut Gpt, grads: &mut Grads| -> Duration {
+        grads.zero();
+        let out = gpt.forward(&x, Some(&y), b, t, None);
+        let loss = out.loss.expect("targets were given");
+        gpt.backward(loss, grads);
+        let scale = clip_scale(grad_norm(&gpt.tape, grads), 1.0);
+        let start = Instant::now();
+        opt.update(&mut gpt.tape, grads, 1e-3, scale);
+        start.elapsed()
+    };
+    let mut step_times = Vec::new();
+    let mut adamw_times = Vec::new();
+    for i in 0..steps + 2 {
+        let start = Instant::now();
+        let adamw = train_step(&mut gpt, &mut grads);
+        if i >= 2 {
+            step_times.push(start.elapsed().as_secs_f64());
+            adamw_times.push(adamw.as_secs_f64());
+        }
+    }
+    gpt.tape.set_profiling(true);
+    train_step(&mut gpt, &mut grads);
+    let profile = gpt
+        .tape
+        .profile()
+        .map(|p| {
+            p.ops.iter().map(|(name, f, bw, _)| (name.to_string(), ms(*f), ms(*bw))).collect()
+        })
+        .unwrap_or_default();
+    gpt.tape.set_profiling(false);
+    let peak_rss_mb = peak_rss_mb();
+
+    let step = median(step_times);
+    let (mut cached, mut uncached) = (None, None);
+    if cfg.name != "gpt2" {
+        let params = SamplingParams { temperature: 0.8, top_k: None, top_p: None };
+        let prompt: Vec<u32> = (0..8).map(|i| i % v as u32).collect();
+        generate(&gpt, &prompt, 8, &params, &mut rng, &mut |_| {}); // warm-up
+        let start = Instant::now();
+        let n = generate(&gpt, &prompt, sample_tokens, &params, &mut rng, &mut |_| {}).len();
+        cached = Some(n as f64 / start.elapsed().as_secs_f64());
+
+        let mut text = prompt.clone();
+        let start = Instant::now();
+        for _ in 0..sample_tokens {
+            let window = &text[text.len().saturating_sub(t)..];
+            let out = gpt.forward(window, None, 1, window.len(), None);
+            let logits = gpt.tape.data(out.logits);
+            let next = sample_next(&logits[(window.len() - 1) * v..], &params, &mut rng);
+            text.push(next);
+        }
+        uncached = Some(sample_tokens as f64 / start.elapsed().as_secs_f64());
+    }
+    Figures {
+        config: cfg.name.to_string(),
+        params: cfg.model.num_params(),
+        step_ms: step * 1e3,
+        adamw_ms: median(adamw_times) * 1e3,
+        train_tok_s: (b * t) as f64 / step,
+        flops_per_token: cfg.model.flops_per_token(),
+        peak_rss_mb,
+        sample_cached_tok_s: cached,
+        sample_uncached_tok_s: uncached,
+        profile,
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().context("starting the thread pool")?;
+    let all = configs();
+    if let Some(name) = &args.one {
+        let cfg = all.iter().find(|c| c.name == name).context("unknown configuration")?;
+        println!("{}", serde_json::to_string(&run_one(cfg, args.steps, args.sample_tokens))?);
+        return Ok(());
+    }
+    for name in &args.only {
+        if !all.iter().any(|c| c.name == name) {
+            bail!("--only {name}: unknown configuration; choose tiny, small or gpt2");
+        }
+    }
+    let peak = gemm_peak();
+    println!("Quill, {threads} threads; f32 GEMM peak (2048³ GEMM): {peak:.0} GFLOP/s");
+    println!(
+        "{:<7} {:>8} {:>9} {:>9} {:>12} {:>6} {:>9} {:>32}",
+        "config", "params", "step ms", "AdamW ms", "train tok/s", "MFU", "peak RSS", "sample tok/s (cache / no cache)"
+    );
+    let exe = std::env::current_exe().context("locating the bench binary")?;
+    let mut profiles = Vec::new();
+    for cfg in all.iter().filter(|c| args.only.is_empty() || args.only.iter().any(|o| o == c.name)) {
+        let out = Command::new(&exe)
+            .args(["--one", cfg.name, "--threads", &threads.to_string()])
+            .args(["--steps", &args.steps.to_string(), "--sample-tokens", &args.sample_tokens.to_string()])
+            .output()
+            .context("running a benchmark child process")?;
+        if !out.status.success() {
+            bail!("bench {}: {}", cfg.name, String::from_utf8_lossy(&out.stderr));
+        }
+        let f: Figures = serde_json::from_slice(&out.stdout).context("reading a child's figures")?;
+        let mfu = f.train_tok_s * f.flops_per_token / (peak * 1e9);
+        let sampling = match (f.sample_cached_tok_s, f.sample_uncached_tok_s) {
+            (Some(c), Some(u)) => format!("{c:.0} / {u:.0}"),
+            _ => String::new(),
+        };
+        println!(
+            "{:<7} {:>7.2}M {:>9.1} {:>9.1} {:>12.0} {:>5.1}% {:>7.0}MB {:>32}",
+            f.config,
+            f.params as f64 / 1e6,
+            f.step_ms,
+            f.adamw_ms,
+            f.train_tok_s,
+            100.0 * mfu,
+            f.peak_rss_mb,
+            sampling
+        );
+        profiles.push(f);
+    }
+    if args.profile {
+        for f in &profiles {
+            println!("\nper-op profile of one {} step (ms):", f.config);
+            println!("  {:<14} {:>9} {:>9}", "op", "forward", "backward");
+            for (op, fw, bw) in &f.profile {
+                println!("  {op:<14} {fw:>9.2} {bw:>9.2}");
+            }
+            println!("  {:<14} {:>9.2}", "adamw", f.adamw_ms);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,344 @@
+//! The run configuration: one TOML file with `[model]`, `[data]`, `[optim]` and `[train]`
+//! sections, field names as nanoGPT's, defaults in one `Default` impl, command-line
+//! overrides (`--set section.key=value`), and a `validate` whose errors name the file, the
+//! field and the rule.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::TrainError;
+
+/// The whole run configuration, as written to `runs/NAME/config.toml`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub model: ModelSection,
+    pub data: DataSection,
+    pub optim: OptimSection,
+    pub train: TrainSection,
+}
+
+/// `[model]`: the GPT's shape (the vocabulary size comes from the tokenizer).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSection {
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub n_embd: usize,
+    /// Context length in tokens.
+    pub block_size: usize,
+    pub dropout: f32,
+    /// Biases in Linear layers and LayerNorms.
+    pub bias: bool,
+}
+
+/// `[data]`: where the tokens are, and how to make them when they are missing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSection {
+    /// Folder holding `tokenizer.bin`, `train.bin` and `val.bin`.
+    pub dataset: PathBuf,
+    /// Text file(s) to prepare the dataset from when its `.bin` files are missing.
+    #[serde(deserialize_with = "one_or_many")]
+    pub input: Vec<PathBuf>,
+    /// "char", "bpe" or "gpt2" (used only when preparing).
+    pub tokenizer: String,
+    /// Vocabulary size to learn, for "bpe".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vocab_size: Option<usize>,
+    /// Fraction of the text held out for validation (used only when preparing).
+    pub val_fraction: f64,
+}
+
+/// `[optim]`: AdamW, the learning-rate schedule and clipping.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimSection {
+    /// Peak learning rate (after warm-up).
+    pub learning_rate: f64,
+    /// Floor of the cosine decay.
+    pub min_lr: f64,
+    pub warmup_iters: u64,
+    /// Step at which the cosine reaches min_lr (then it stays there).
+    pub lr_decay_iters: u64,
+    /// Decoupled weight decay, applied to parameters with 2 or more dimensions.
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    /// Clip the global gradient norm to this (0 disables).
+    pub grad_clip: f64,
+    /// false: constant learning_rate.
+    pub decay_lr: bool,
+}
+
+/// `[train]`: the loop, evaluation, logging and the run folder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSection {
+    /// Sequences per micro-batch.
+    pub batch_size: usize,
+    /// Optimizer steps.
+    pub max_iters: u64,
+    /// Micro-batches per optimizer step.
+    pub gradient_accumulation_steps: usize,
+    pub eval_interval: u64,
+    /// Batches per split in each evaluation.
+    pub eval_iters: usize,
+    pub log_interval: u64,
+    /// Write latest.ckpt every this many steps (0: only at evaluations and the end).
+    pub checkpoint_interval: u64,
+    pub seed: u64,
+    /// Worker threads; 0 uses every core.
+    pub threads: usize,
+    /// Runs are written to out_dir/name.
+    pub out_dir: PathBuf,
+    /// Empty: the config file's name (small.toml → "small").
+    pub name: String,
+    /// Tokens of text sampled and shown at each evaluation (0: none).
+    pub sample_tokens: usize,
+    /// Start of that text; empty starts from a newline.
+    pub sample_prompt: String,
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        ModelSection { n_layer: 4, n_head: 4, n_embd: 128, block_size: 64, dropout: 0.0, bias: false }
+    }
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        DataSection {
+            dataset: PathBuf::from("datasets/tinyshakespeare"),
+            input: vec![PathBuf::from("datasets/tinyshakespeare/input.txt")],
+            tokenizer: "char".to_string(),
+            vocab_size: None,
+            val_fraction: 0.1,
+        }
+    }
+}
+
+impl Default for OptimSection {
+    fn default() -> Self {
+        OptimSection {
+            learning_rate: 1e-3,
+            min_lr: 1e-4,
+            warmup_iters: 100,
+            lr_decay_iters: 2000,
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.99,
+            grad_clip: 1.0,
+            decay_lr: true,
+        }
+    }
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        TrainSection {
+            batch_size: 12,
+            max_iters: 2000,
+            gradient_accumulation_steps: 1,
+            eval_interval: 250,
+            eval_iters: 20,
+            log_interval: 10,
+            checkpoint_interval: 0,
+            seed: 1337,
+            threads: 0,
+            out_dir: PathBuf::from("runs"),
+            name: String::new(),
+            sample_tokens: 200,
+            sample_prompt: String::new(),
+        }
+    }
+}
+
+/// Accepts `input = "a.txt"` as well as `input = ["a.txt", "b.txt"]`.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(PathBuf),
+        Many(Vec<PathBuf>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(p) => vec![p],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+impl Config {
+    /// Reads a config file and applies `--set section.key=value` overrides. Errors name the
+    /// file and line (or the override) and the field.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Config, TrainError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| TrainError::Io { path: path.to_path_buf(), source })?;
+        Config::parse(&text, &path.display().to_string(), overrides)
+    }
+
+    /// Parses TOML text (`origin`, the file's path, names it in errors) and applies
+    /// overrides. An empty `train.name` becomes the file's stem (small.toml → "small").
+    pub fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<Config, TrainError> {
+        // Deserialising the text itself keeps toml's spans, so errors carry a line number.
+        let mut config: Config = toml::from_str(text).map_err(|e| config_error(origin, text, &e))?;
+        if !overrides.is_empty() {
+            let mut table = toml::Table::try_from(&config).expect("a Config always serialises to TOML");
+            for item in overrides {
+                apply_override(&mut table, item)?;
+            }
+            config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
+                TrainError::Config(format!("--set {}: {}", overrides.join(" --set "), e.message().trim()))
+            })?;
+        }
+        if config.train.name.is_empty() {
+            config.train.name = Path::new(origin)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "run".into());
+        }
+        Ok(config)
+    }
+
+    /// The resolved config as TOML (what `config.toml` in the run folder holds).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a Config always serialises to TOML")
+    }
+
+    /// Checks every rule that needs no data; `origin` names the config in the message.
+    pub fn validate(&self, origin: &str) -> Result<(), TrainError> {
+        let err = |field: &str, rule: String| Err(TrainError::Config(format!("{origin}: {field}: {rule}")));
+        let (m, o, t) = (&self.model, &self.optim, &self.train);
+        for (field, value) in [
+            ("model.n_layer", m.n_layer),
+            ("model.n_head", m.n_head),
+            ("model.n_embd", m.n_embd),
+            ("model.block_size", m.block_size),
+            ("train.batch_size", t.batch_size),
+            ("train.gradient_accumulation_steps", t.gradient_accumulation_steps),
+            ("train.eval_iters", t.eval_iters),
+        ] {
+            if value == 0 {
+                return err(field, "must be at least 1, found 0".into());
+            }
+        }
+        if m.n_embd % m.n_head != 0 {
+            return err(
+                "model.n_embd",
+                format!(
+                    "{} is not divisible by model.n_head = {}; pick n_embd a multiple of n_head",
+                    m.n_embd, m.n_head
+                ),
+            );
+        }
+        if !(0.0..1.0).contains(&m.dropout) {
+            return err("model.dropout", format!("must be in [0, 1), found {}", m.dropout));
+        }
+        for (field, value) in [("optim.learning_rate", o.learning_rate), ("optim.min_lr", o.min_lr)] {
+            if !value.is_finite() || value < 0.0 {
+                return err(field, format!("must be a finite number >= 0, found {value}"));
+            }
+        }
+        if o.min_lr > o.learning_rate {
+            return err(
+                "optim.min_lr",
+                format!("{} is larger than optim.learning_rate = {}", o.min_lr, o.learning_rate),
+            );
+        }
+        if o.weight_decay.is_nan() || o.weight_decay < 0.0 {
+            return err("optim.weight_decay", format!("must be >= 0, found {}", o.weight_decay));
+        }
+        for (field, value) in [("optim.beta1", o.beta1), ("optim.beta2", o.beta2)] {
+            if !(0.0..1.0).contains(&value) {
+                return err(field, format!("must be in [0, 1), found {value}"));
+            }
+        }
+        if o.grad_clip.is_nan() || o.grad_clip < 0.0 {
+            return err(
+                "optim.grad_clip",
+                format!("must be >= 0 (0 disables clipping), found {}", o.grad_clip),
+            );
+        }
+        if o.decay_lr && o.warmup_iters > o.lr_decay_iters {
+            return err(
+                "optim.warmup_iters",
+                format!("{} is past optim.lr_decay_iters = {}", o.warmup_iters, o.lr_decay_iters),
+            );
+        }
+        if !(0.0..1.0).contains(&self.data.val_fraction) || self.data.val_fraction == 0.0 {
+            return err("data.val_fraction", format!("must be in (0, 1), found {}", self.data.val_fraction));
+        }
+        if !["char", "bpe", "gpt2"].contains(&self.data.tokenizer.as_str()) {
+            return err(
+                "data.tokenizer",
+                format!("must be \"char\", \"bpe\" or \"gpt2\", found {:?}", self.data.tokenizer),
+            );
+        }
+        if self.data.tokenizer == "bpe" && self.data.vocab_size.is_none() {
+            return err("data.vocab_size", "is required with tokenizer = \"bpe\" (e.g. 4096)".into());
+        }
+        if t.name.is_empty() || t.name.contains(['/', '\\']) {
+            return err("train.name", format!("must be a plain folder name, found {:?}", t.name));
+        }
+        Ok(())
+    }
+}
+
+/// Sets `section.key` in the table to the value parsed as TOML (a bare word that is not
+/// valid TOML is taken as a string, so `--set data.dataset=datasets/x` works).
+fn apply_override(table: &mut toml::Table, item: &str) -> Result<(), TrainError> {
+    let bad = |why: &str| {
+        TrainError::Config(format!(
+            "--set {item}: {why}; expected section.key=value, e.g. --set train.max_iters=50"
+        ))
+    };
+    let (key, raw) = item.split_once('=').ok_or_else(|| bad("no '='"))?;
+    let (section, field) = key.trim().split_once('.').ok_or_else(|| bad("the key has no section"))?;
+    let raw = raw.trim();
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let Some(toml::Value::Table(section_table)) = table.get_mut(section) else {
+        return Err(bad(&format!("unknown section [{section}]; sections are model, data, optim, train")));
+    };
+    // vocab_size is the one optional field: absent from the table when unset.
+    let optional = section == "data" && field == "vocab_size";
+    if !section_table.contains_key(field) && !optional {
+        let known: Vec<&str> = section_table.keys().map(|k| k.as_str()).collect();
+        return Err(bad(&format!(
+            "unknown field `{field}` in [{section}]; expected one of {}",
+            known.join(", ")
+        )));
+    }
+    section_table.insert(field.to_string(), value);
+    Ok(())
+}
+
+/// Turns toml's error into one sentence: `configs/x.toml: line 12: unknown field
+/// `lerning_rate` in [optim]; expected one of ...`.
+fn config_error(origin: &str, text: &str, e: &toml::de::Error) -> TrainError {
+    let message = e.message().trim().replace('\n', " ");
+    let Some(span) = e.span() else {
+        return TrainError::Config(format!("{origin}: {message}"));
+    };
+    let start = span.start.min(text.len());
+    let line = text[..start].matches('\n').count() + 1;
+    let section = text[..start].lines().rev().find_map(|l| {
+        l.trim().strip_prefix('[').and_then(|s| s.split(']').next()).map(|s| s.trim().to_string())
+    });
+    let message = match (&section, message.split_once(", expected")) {
+        (Some(section), Some((head, tail))) if head.starts_with("unknown field") => {
+            format!("{head} in [{section}]; expected{tail}")
+        }
+        (Some(section), _) => {
+            let key = text[start..span.end.min(text.len())].trim();
+            let key_line = text[..start].rsplit('\n').next().unwrap_or("");
+            let field = key_line.split('=').next().map(str::trim).filter(|k| !k.is_empty()).unwrap_or(key);
+            format!("[{section}] {field}: {message}")
+        }
+        (None, _) => message,
+    };
+    TrainError::Config(format!("{origin}: line {line}: {message}"))
+}

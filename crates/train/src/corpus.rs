@@ -1,0 +1,87 @@
+//! The data of a run: the dataset folder (prepared from the config's text files on first
+//! use), its tokenizer and memory-mapped splits, checked against the context length.
+
+use data::{TokenFile, Tokenizer};
+
+use crate::config::Config;
+use crate::TrainError;
+
+/// The data of a run: tokenizer and memory-mapped splits.
+pub struct Corpus {
+    pub tokenizer: Box<dyn Tokenizer>,
+    pub train: TokenFile,
+    pub val: TokenFile,
+    /// Mean bytes of text per token, for bits per byte.
+    pub bytes_per_token: f64,
+}
+
+/// Opens the dataset folder, preparing it from `data.input` first when its files are
+/// missing; checks that both splits hold more than block_size tokens.
+pub fn open_corpus(config: &Config, origin: &str, progress: bool) -> Result<Corpus, TrainError> {
+    let d = &config.data;
+    let files = ["tokenizer.bin", "train.bin", "val.bin"].map(|f| d.dataset.join(f));
+    if let Some(missing) = files.iter().find(|f| !f.exists()) {
+        if d.input.is_empty() {
+            return Err(TrainError::Config(format!(
+                "{origin}: data.dataset: {} does not exist and data.input is empty; set data.input to the \
+                 text file(s) to prepare it from, or run prepare --input FILE --out {}",
+                missing.display(),
+                d.dataset.display()
+            )));
+        }
+        if let Some(input) = d.input.iter().find(|p| !p.exists()) {
+            return Err(TrainError::Config(format!(
+                "{origin}: data.input: {} does not exist (needed to prepare {}, which has no {}); \
+                 fix the path or set data.dataset to a prepared folder",
+                input.display(),
+                d.dataset.display(),
+                missing.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()
+            )));
+        }
+        let summary = data::prepare(&data::PrepareOptions {
+            inputs: d.input.clone(),
+            out_dir: d.dataset.clone(),
+            tokenizer: d.tokenizer.clone(),
+            vocab_size: d.vocab_size,
+            val_fraction: d.val_fraction,
+            lossy: false,
+            progress,
+        })?;
+        if progress {
+            println!(
+                "prepared {}: {} tokenizer, vocabulary {}, {} train and {} val tokens",
+                d.dataset.display(),
+                d.tokenizer,
+                summary.vocab_size,
+                summary.train_tokens,
+                summary.val_tokens
+            );
+        }
+    }
+    let tokenizer = data::load_tokenizer(&files[0])?;
+    let train = TokenFile::open(&files[1])?;
+    let val = TokenFile::open(&files[2])?;
+    let need = config.model.block_size + 1;
+    for (split, file) in [("train", &train), ("val", &val)] {
+        if file.len() < need {
+            return Err(TrainError::Config(format!(
+                "{origin}: model.block_size = {} is too large for the {split} split: {} holds {} tokens, \
+                 need at least block_size + 1 = {need}; lower model.block_size or use more text",
+                config.model.block_size,
+                file.path().display(),
+                file.len()
+            )));
+        }
+    }
+    let bytes_per_token = bytes_per_token(tokenizer.as_ref(), &val);
+    Ok(Corpus { tokenizer, train, val, bytes_per_token })
+}
+
+/// Mean UTF-8 bytes per token over (the first million tokens of) a split, for bits per byte.
+fn bytes_per_token(tokenizer: &dyn Tokenizer, file: &TokenFile) -> f64 {
+    let lengths: Vec<usize> =
+        (0..tokenizer.vocab_size() as u32).map(|id| tokenizer.token_bytes(id).len()).collect();
+    let n = file.len().min(1 << 20);
+    let total: usize = (0..n).map(|i| lengths.get(file.get(i) as usize).copied().unwrap_or(1)).sum();
+    (total as f64 / n.max(1) as f64).max(f64::MIN_POSITIVE)
+}

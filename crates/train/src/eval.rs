@@ -1,0 +1,96 @@
+//! Evaluation and what it shows: the mean loss over a fixed set of batches of a split,
+//! the evaluation line with the loss chart, and a sample of text from the model.
+
+use std::path::Path;
+
+use data::{BatchSampler, TokenFile, Tokenizer};
+use model::sampling::{generate, SamplingParams};
+use model::Gpt;
+use plot::{MetricRow, Series};
+use tensor::Rng;
+
+use crate::config::Config;
+use crate::console::Console;
+use crate::trainer::{stream_seed, STREAM_SAMPLE};
+use crate::TrainError;
+
+/// Prints an evaluation (losses, bits per byte, perplexity, the loss chart) and redraws
+/// loss.svg.
+pub fn show_evaluation(
+    console: &Console,
+    row: &MetricRow,
+    improved: bool,
+    rows: &[MetricRow],
+    run_dir: &Path,
+) {
+    console.println(&format!(
+        "step {} | train {:.4} | val {:.4} | {:.3} bits/byte | perplexity {:.2}{}",
+        row.step,
+        row.eval_train_loss.unwrap_or(f64::NAN),
+        row.val_loss.unwrap_or(f64::NAN),
+        row.val_bpb.unwrap_or(f64::NAN),
+        row.val_ppl.unwrap_or(f64::NAN),
+        if improved { " (best so far)" } else { "" }
+    ));
+    if let Err(e) = plot::refresh_loss_svg(run_dir) {
+        console.println(&format!("warning: loss.svg not updated: {e}"));
+    }
+    console.println(&plot::terminal_chart(&loss_series(rows), 72, 12));
+}
+
+/// Mean loss over `eval_iters` batches of a split, from a sampler started afresh at `seed`
+/// (so each evaluation sees the same batches). No dropout; nothing is learned.
+pub fn evaluate(
+    gpt: &mut Gpt,
+    file: &TokenFile,
+    config: &Config,
+    seed: u64,
+    inputs: &mut Vec<u32>,
+    targets: &mut Vec<u32>,
+) -> Result<f64, TrainError> {
+    let (b, t) = (config.train.batch_size, config.model.block_size);
+    let mut sampler = BatchSampler::new(file, b, t, seed)?;
+    let mut sum = 0.0f64;
+    for _ in 0..config.train.eval_iters {
+        sampler.next_batch(file, inputs, targets);
+        let out = gpt.forward(inputs, Some(targets), b, t, None);
+        sum += gpt.tape.data(out.loss.expect("a forward with targets returns a loss"))[0] as f64;
+    }
+    gpt.tape.reset();
+    Ok(sum / config.train.eval_iters as f64)
+}
+
+/// The prompt for samples: the configured text, or a newline; a token 0 when the
+/// tokenizer can express neither.
+pub fn prompt_tokens(tokenizer: &dyn Tokenizer, prompt: &str) -> Vec<u32> {
+    let text = if prompt.is_empty() { "\n" } else { prompt };
+    match tokenizer.encode(text) {
+        Ok(ids) if !ids.is_empty() => ids,
+        _ => vec![0],
+    }
+}
+
+/// `n` tokens sampled at temperature 0.8 after the prompt, decoded (prompt included).
+pub fn sample_text(
+    gpt: &Gpt,
+    tokenizer: &dyn Tokenizer,
+    prompt: &[u32],
+    n: usize,
+    seed: u64,
+    step: u64,
+) -> String {
+    let params = SamplingParams { temperature: 0.8, top_k: None, top_p: None };
+    let mut rng = Rng::seeded(stream_seed(seed, STREAM_SAMPLE).wrapping_add(step));
+    let new = generate(gpt, prompt, n, &params, &mut rng, &mut |_| {});
+    let all: Vec<u32> = prompt.iter().chain(&new).copied().collect();
+    tokenizer.decode(&all)
+}
+
+/// Train (per logged step) and val (per evaluation) losses, for the terminal chart.
+fn loss_series(rows: &[MetricRow]) -> Vec<Series> {
+    let pick = |label: &str, f: fn(&MetricRow) -> Option<f64>| Series {
+        label: label.into(),
+        points: rows.iter().filter_map(|r| f(r).map(|y| (r.step as f64, y))).collect(),
+    };
+    vec![pick("train", |r| r.train_loss), pick("val", |r| r.val_loss)]
+}

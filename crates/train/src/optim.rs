@@ -1,0 +1,176 @@
+//! AdamW with decoupled weight decay (Loshchilov & Hutter), PyTorch's formulation, and
+//! gradient clipping by global norm.
+//!
+//! The optimizer works on the parameters of a [`Tape`] (ids `0..n_params`) and their
+//! gradients in [`Grads`]. Weight decay follows nanoGPT's two groups: every parameter with
+//! two or more dimensions (embeddings and Linear weights) decays, biases and LayerNorm
+//! parameters do not. The update is one fused pass per parameter, split into chunks of a
+//! fixed size that run in parallel; it is elementwise, so the thread count cannot change
+//! the result, and it allocates nothing.
+
+use model::checkpoint::OptimizerState;
+use rayon::prelude::*;
+use tensor::{Grads, Tape, TensorId};
+
+/// Elements per parallel task in the update and in the norm.
+const CHUNK: usize = 16 * 1024;
+
+/// AdamW's hyper-parameters (the learning rate comes per step, from the schedule).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamWConfig {
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+}
+
+/// AdamW's state: the step count and first and second moments, one buffer per parameter.
+pub struct AdamW {
+    pub config: AdamWConfig,
+    /// Updates applied so far.
+    pub step: u64,
+    m: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    decay: Vec<bool>,
+}
+
+/// Whether a parameter of this shape is weight-decayed: nanoGPT decays every tensor with
+/// two or more dimensions (wte, wpe, Linear weights) and no bias or LayerNorm parameter.
+pub fn decays(shape: &[usize]) -> bool {
+    shape.len() >= 2
+}
+
+impl AdamW {
+    /// Zero moments for every parameter of the tape.
+    pub fn new(tape: &Tape, config: AdamWConfig) -> AdamW {
+        let m: Vec<Vec<f32>> = tape.params().map(|(_, _, t)| vec![0.0; t.numel()]).collect();
+        let v = m.clone();
+        let decay = tape.params().map(|(_, _, t)| decays(&t.shape)).collect();
+        AdamW { config, step: 0, m, v, decay }
+    }
+
+    /// Which parameters decay, in parameter order.
+    pub fn decay_mask(&self) -> &[bool] {
+        &self.decay
+    }
+
+    /// One update of every parameter with its gradient times `grad_scale` (the clipping
+    /// factor): p ← p − lr·wd·p, then the Adam step with bias-corrected moments.
+    pub fn update(&mut self, tape: &mut Tape, grads: &Grads, lr: f32, grad_scale: f32) {
+        self.step += 1;
+        let AdamWConfig { beta1, beta2, eps, weight_decay } = self.config;
+        // PyTorch: step_size = lr / (1 − β1ᵗ); denom = √v / √(1 − β2ᵗ) + eps
+        let bias1 = 1.0 - (beta1 as f64).powi(self.step as i32);
+        let bias2 = 1.0 - (beta2 as f64).powi(self.step as i32);
+        let step_size = (lr as f64 / bias1) as f32;
+        let inv_bias2_sqrt = (1.0 / bias2.sqrt()) as f32;
+        for i in 0..self.m.len() {
+            let id = TensorId(i);
+            let g = grads.get(id);
+            let p = &mut tape.value_mut(id).data;
+            assert_eq!(
+                g.len(),
+                p.len(),
+                "AdamW: parameter {i} has {} values but a gradient of {} (no backward this step?)",
+                p.len(),
+                g.len()
+            );
+            let decay_factor = if self.decay[i] { 1.0 - lr * weight_decay } else { 1.0 };
+            p.par_chunks_mut(CHUNK)
+                .zip(self.m[i].par_chunks_mut(CHUNK))
+                .zip(self.v[i].par_chunks_mut(CHUNK))
+                .zip(g.par_chunks(CHUNK))
+                .for_each(|(((p, m), v), g)| {
+                    for j in 0..p.len() {
+                        let g = g[j] * grad_scale;
+                        m[j] = beta1 * m[j] + (1.0 - beta1) * g;
+                        v[j] = beta2 * v[j] + (1.0 - beta2) * g * g;
+                        let denom = v[j].sqrt() * inv_bias2_sqrt + eps;
+                        p[j] = p[j] * decay_factor - step_size * m[j] / denom;
+                    }
+                });
+        }
+    }
+
+    /// The state to put in a checkpoint.
+    pub fn state(&self) -> OptimizerState {
+        OptimizerState { step: self.step, m: self.m.clone(), v: self.v.clone() }
+    }
+
+    /// Restores a checkpoint's state; the error says which parameter does not match.
+    pub fn restore(&mut self, state: &OptimizerState) -> Result<(), String> {
+        if state.m.len() != self.m.len() || state.v.len() != self.v.len() {
+            return Err(format!(
+                "the optimizer state holds {} parameters, the model {}",
+                state.m.len(),
+                self.m.len()
+            ));
+        }
+        for (i, (m, v)) in state.m.iter().zip(&state.v).enumerate() {
+            if m.len() != self.m[i].len() || v.len() != self.v[i].len() {
+                return Err(format!(
+                    "optimizer moments of parameter {i} hold {} values, the model {}",
+                    m.len(),
+                    self.m[i].len()
+                ));
+            }
+            self.m[i].copy_from_slice(m);
+            self.v[i].copy_from_slice(v);
+        }
+        self.step = state.step;
+        Ok(())
+    }
+}
+
+/// The global L2 norm of every parameter gradient, in parameter order, summed in f64 over
+/// chunks of a fixed size (so the thread count does not change it).
+pub fn grad_norm(tape: &Tape, grads: &Grads) -> f64 {
+    let mut total = 0.0f64;
+    for i in 0..tape.n_params() {
+        let g = grads.get(TensorId(i));
+        let partial: f64 = if g.len() <= CHUNK {
+            sum_squares(g)
+        } else {
+            // Chunk sums are reduced in chunk order by collecting them first.
+            g.par_chunks(CHUNK).map(sum_squares).collect::<Vec<f64>>().iter().sum()
+        };
+        total += partial;
+    }
+    total.sqrt()
+}
+
+fn sum_squares(g: &[f32]) -> f64 {
+    g.iter().map(|&x| (x as f64) * (x as f64)).sum()
+}
+
+/// The factor that scales gradients of norm `norm` down to `max_norm` (PyTorch's
+/// `clip_grad_norm_`: max_norm / (norm + 1e-6), at most 1). `max_norm` 0 disables clipping.
+pub fn clip_scale(norm: f64, max_norm: f64) -> f32 {
+    if max_norm <= 0.0 {
+        return 1.0;
+    }
+    (max_norm / (norm + 1e-6)).min(1.0) as f32
+}
+
+/// Scales every parameter gradient so that the global norm is at most `max_norm`; returns
+/// the norm before clipping.
+pub fn clip_grad_norm(tape: &Tape, grads: &mut Grads, max_norm: f64) -> f64 {
+    let norm = grad_norm(tape, grads);
+    let scale = clip_scale(norm, max_norm);
+    if scale < 1.0 {
+        for i in 0..tape.n_params() {
+            grads
+                .get_mut(TensorId(i))
+                .par_chunks_mut(CHUNK)
+                .for_each(|g| g.iter_mut().for_each(|x| *x *= scale));
+        }
+    }
+    norm
+}
+
+/// The first parameter (in order) whose gradient holds a NaN or an infinity.
+pub fn first_non_finite(tape: &Tape, grads: &Grads) -> Option<String> {
+    (0..tape.n_params())
+        .find(|&i| grads.get(TensorId(i)).iter().any(|x| !x.is_finite()))
+        .map(|i| tape.param_name(TensorId(i)).to_string())
+}

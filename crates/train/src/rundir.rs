@@ -1,0 +1,63 @@
+//! The run folder `out_dir/NAME/`: choosing a fresh one (never overwriting an earlier run)
+//! and the append-only `metrics.jsonl`.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use plot::MetricRow;
+
+use crate::TrainError;
+
+/// `out_dir/name` if it does not exist yet, else the first free `out_dir/name-2`,
+/// `name-3`, ...; the folder is created.
+pub fn fresh_run_dir(out_dir: &Path, name: &str) -> Result<PathBuf, TrainError> {
+    std::fs::create_dir_all(out_dir)
+        .map_err(|source| TrainError::Io { path: out_dir.to_path_buf(), source })?;
+    let mut n = 1;
+    loop {
+        let dir = if n == 1 { out_dir.join(name) } else { out_dir.join(format!("{name}-{n}")) };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
+            Err(source) => return Err(TrainError::Io { path: dir, source }),
+        }
+    }
+}
+
+/// Writes `text` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, text: &[u8]) -> Result<(), TrainError> {
+    let tmp = path.with_extension("tmp");
+    let io = |source| TrainError::Io { path: path.to_path_buf(), source };
+    std::fs::write(&tmp, text).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// `metrics.jsonl`: one JSON object per line, each written and flushed as it comes.
+pub struct MetricsLog {
+    path: PathBuf,
+    file: File,
+}
+
+impl MetricsLog {
+    /// Creates (or truncates) the log and writes `rows` into it: a resumed run rewrites the
+    /// rows its checkpoint knows, dropping any logged after that checkpoint.
+    pub fn create(path: &Path, rows: &[MetricRow]) -> Result<MetricsLog, TrainError> {
+        let file =
+            File::create(path).map_err(|source| TrainError::Io { path: path.to_path_buf(), source })?;
+        let mut log = MetricsLog { path: path.to_path_buf(), file };
+        for row in rows {
+            log.append(row)?;
+        }
+        Ok(log)
+    }
+
+    pub fn append(&mut self, row: &MetricRow) -> Result<(), TrainError> {
+        let mut line = serde_json::to_string(row).expect("a MetricRow always serialises");
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .and_then(|()| self.file.flush())
+            .map_err(|source| TrainError::Io { path: self.path.clone(), source })
+    }
+}

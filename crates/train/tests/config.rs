@@ -1,0 +1,140 @@
+//! The config file: parsing, `--set` overrides, and one clear sentence per bad config.
+
+use train::config::Config;
+use train::TrainError;
+
+const GOOD: &str = r#"
+[model]
+n_layer = 2
+n_head = 2
+n_embd = 16
+block_size = 8
+
+[optim]
+learning_rate = 1e-3
+min_lr = 1e-4
+
+[train]
+max_iters = 100
+"#;
+
+fn message(result: Result<Config, TrainError>) -> String {
+    match result {
+        Ok(c) => panic!("expected an error, got {c:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn parses_and_fills_defaults() {
+    let c = Config::parse(GOOD, "x.toml", &[]).expect("valid config");
+    assert_eq!(c.model.n_layer, 2);
+    assert_eq!(c.train.max_iters, 100);
+    assert_eq!(c.train.batch_size, 12, "default");
+    assert_eq!(c.optim.beta1, 0.9, "default");
+    c.validate("x.toml").expect("valid");
+}
+
+#[test]
+fn set_overrides_any_field() {
+    let sets = [
+        "train.max_iters=50".to_string(),
+        "optim.learning_rate=3e-4".to_string(),
+        "data.dataset=datasets/x".to_string(),
+        "data.tokenizer=\"bpe\"".to_string(),
+        "data.vocab_size=512".to_string(),
+        "model.bias=true".to_string(),
+    ];
+    let c = Config::parse(GOOD, "x.toml", &sets).expect("valid overrides");
+    assert_eq!(c.train.max_iters, 50);
+    assert_eq!(c.optim.learning_rate, 3e-4);
+    assert_eq!(c.data.dataset.to_str(), Some("datasets/x"));
+    assert_eq!(c.data.tokenizer, "bpe");
+    assert_eq!(c.data.vocab_size, Some(512));
+    assert!(c.model.bias);
+}
+
+#[test]
+fn resolved_config_round_trips() {
+    let c = Config::parse(GOOD, "x.toml", &["train.name=\"abc\"".into()]).expect("valid");
+    let again = Config::parse(&c.to_toml(), "config.toml", &[]).expect("resolved config parses");
+    assert_eq!(c, again);
+}
+
+#[test]
+fn input_may_be_one_file_or_a_list() {
+    let one = Config::parse("[data]\ninput = \"a.txt\"\n", "x.toml", &[]).expect("one");
+    assert_eq!(one.data.input.len(), 1);
+    let two = Config::parse("[data]\ninput = [\"a.txt\", \"b.txt\"]\n", "x.toml", &[]).expect("two");
+    assert_eq!(two.data.input.len(), 2);
+}
+
+#[test]
+fn unknown_field_names_file_line_section_and_choices() {
+    let text = GOOD.replace("min_lr = 1e-4", "lerning_rate = 1e-4");
+    let m = message(Config::parse(&text, "configs/x.toml", &[]));
+    assert!(
+        m.starts_with("configs/x.toml: line 10: unknown field `lerning_rate` in [optim]; expected"),
+        "{m}"
+    );
+    assert!(m.contains("learning_rate"), "{m}");
+}
+
+#[test]
+fn unknown_override_is_refused() {
+    let m = message(Config::parse(GOOD, "x.toml", &["optim.lerning_rate=1".into()]));
+    assert!(m.contains("unknown field `lerning_rate` in [optim]"), "{m}");
+    let m = message(Config::parse(GOOD, "x.toml", &["max_iters=1".into()]));
+    assert!(m.contains("section.key=value"), "{m}");
+}
+
+#[test]
+fn wrong_type_names_line_and_field() {
+    let text = GOOD.replace("max_iters = 100", "max_iters = \"many\"");
+    let m = message(Config::parse(&text, "configs/x.toml", &[]));
+    assert!(m.starts_with("configs/x.toml: line 13: [train] max_iters: invalid type"), "{m}");
+    let m = message(Config::parse(GOOD, "x.toml", &["train.max_iters=\"lots\"".into()]));
+    assert!(m.contains("--set train.max_iters") && m.contains("invalid type"), "{m}");
+}
+
+fn invalid(sets: &[&str]) -> String {
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    let c = Config::parse(GOOD, "configs/x.toml", &sets).expect("parses");
+    match c.validate("configs/x.toml") {
+        Ok(()) => panic!("expected {sets:?} to be invalid"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn negative_learning_rate_is_refused() {
+    let m = invalid(&["optim.learning_rate=-1e-3", "optim.min_lr=-1e-3"]);
+    assert_eq!(m, "configs/x.toml: optim.learning_rate: must be a finite number >= 0, found -0.001");
+}
+
+#[test]
+fn n_embd_must_divide_by_n_head() {
+    let m = invalid(&["model.n_embd=30", "model.n_head=4"]);
+    assert!(m.starts_with("configs/x.toml: model.n_embd: 30 is not divisible by model.n_head = 4"), "{m}");
+}
+
+#[test]
+fn other_rules() {
+    assert!(invalid(&["model.dropout=1.0"]).contains("model.dropout"));
+    assert!(invalid(&["optim.beta2=1.0"]).contains("optim.beta2"));
+    assert!(invalid(&["train.batch_size=0"]).contains("train.batch_size"));
+    assert!(invalid(&["data.tokenizer=\"words\""]).contains("data.tokenizer"));
+    assert!(invalid(&["data.tokenizer=\"bpe\""]).contains("data.vocab_size"));
+    assert!(invalid(&["optim.min_lr=1.0"]).contains("optim.min_lr"));
+}
+
+#[test]
+fn shipped_configs_are_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    for name in ["small.toml", "shakespeare.toml"] {
+        let path = root.join(name);
+        let c = Config::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
+        c.validate(name).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.train.name, name.trim_end_matches(".toml"));
+    }
+}

@@ -1,0 +1,165 @@
+//! Whole runs in-process on a tiny corpus: the loss falls, the run folder holds its
+//! files, resume is exact, STOP stops cleanly, and bad data is refused before anything
+//! is written.
+
+mod common;
+
+use common::{error_of, run_fresh, run_resume, tiny_config};
+use model::checkpoint::Checkpoint;
+
+fn mean(xs: &[f32]) -> f32 {
+    xs.iter().sum::<f32>() / xs.len() as f32
+}
+
+#[test]
+fn tiny_run_learns_and_writes_its_run_folder() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = tiny_config(dir.path());
+    let summary = run_fresh(&config).expect("the run finishes");
+    assert_eq!(summary.step, 40);
+    assert!(!summary.stopped);
+    let (first, last) = (mean(&summary.losses[..5]), mean(&summary.losses[35..]));
+    assert!(last < first - 0.8, "loss fell from {first} to only {last}");
+    let val = summary.val_loss.expect("evaluated at the end");
+    assert!(val < 2.5, "val loss {val}");
+
+    let run_dir = dir.path().join("runs/tiny");
+    assert_eq!(summary.run_dir, run_dir);
+    for file in ["config.toml", "metrics.jsonl", "latest.ckpt", "best.ckpt", "loss.svg"] {
+        assert!(run_dir.join(file).is_file(), "{file} missing");
+    }
+    let has_events = std::fs::read_dir(&run_dir)
+        .expect("run dir")
+        .any(|e| e.expect("entry").file_name().to_string_lossy().starts_with("events.out.tfevents"));
+    assert!(has_events, "no TensorBoard event file");
+    let rows = plot::read_metrics(&run_dir.join("metrics.jsonl")).expect("metrics parse");
+    let steps: Vec<u64> = rows.iter().map(|r| r.step).collect();
+    assert_eq!(steps, [1, 5, 10, 15, 20, 25, 30, 35, 40]);
+    assert_eq!(rows.iter().filter(|r| r.val_loss.is_some()).count(), 2, "evaluations at 20 and 40");
+    let last_row = rows.last().expect("rows");
+    assert!(last_row.val_bpb.is_some() && last_row.val_ppl.is_some() && last_row.grad_norm.is_some());
+    let resolved = train::Config::load(&run_dir.join("config.toml"), &[]).expect("resolved config parses");
+    assert_eq!(resolved, config);
+    let ckpt = Checkpoint::load(&run_dir.join("latest.ckpt")).expect("checkpoint loads");
+    assert_eq!(ckpt.step, 40);
+    assert_eq!(ckpt.optimizer.as_ref().map(|o| o.step), Some(40));
+}
+
+#[test]
+fn resume_is_bit_identical() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = tiny_config(dir.path());
+    config.model.dropout = 0.1; // the dropout RNG must resume too
+    config.train.gradient_accumulation_steps = 2;
+    config.train.max_iters = 12;
+    config.train.eval_interval = 5;
+    config.train.name = "straight".into();
+    let straight = run_fresh(&config).expect("straight run");
+
+    config.train.max_iters = 6;
+    config.train.name = "split".into();
+    let first = run_fresh(&config).expect("first half");
+    assert_eq!(first.step, 6);
+    let second = run_resume(&first.run_dir, &["train.max_iters=12"]).expect("second half");
+    assert_eq!(second.step, 12);
+
+    let resumed: Vec<f32> = first.losses.iter().chain(&second.losses).copied().collect();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&resumed), bits(&straight.losses), "losses differ after resume");
+    let a = Checkpoint::load(&straight.run_dir.join("latest.ckpt")).expect("straight checkpoint");
+    let b = Checkpoint::load(&second.run_dir.join("latest.ckpt")).expect("resumed checkpoint");
+    assert_eq!(a.params, b.params, "weights differ after resume");
+    assert_eq!(a.optimizer, b.optimizer, "AdamW state differs after resume");
+    let rows = plot::read_metrics(&second.run_dir.join("metrics.jsonl")).expect("metrics");
+    assert_eq!(rows.last().map(|r| r.step), Some(12));
+    assert!(rows.windows(2).all(|w| w[0].step < w[1].step), "metrics rows are in order, without repeats");
+}
+
+#[test]
+fn existing_run_folder_gets_a_numbered_sibling() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = tiny_config(dir.path());
+    config.train.max_iters = 2;
+    std::fs::create_dir_all(dir.path().join("runs/tiny")).expect("an earlier run");
+    std::fs::write(dir.path().join("runs/tiny/keep.txt"), "earlier").expect("earlier file");
+    let summary = run_fresh(&config).expect("runs");
+    assert_eq!(summary.run_dir, dir.path().join("runs/tiny-2"));
+    assert!(dir.path().join("runs/tiny/keep.txt").exists(), "the earlier run is untouched");
+    assert_eq!(run_fresh(&config).expect("runs").run_dir, dir.path().join("runs/tiny-3"));
+}
+
+#[test]
+fn stop_file_saves_and_exits_cleanly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = tiny_config(dir.path());
+    config.train.max_iters = 3;
+    let first = run_fresh(&config).expect("first part");
+    // A STOP file in the run folder: the resumed run does one step, saves, and exits.
+    std::fs::write(first.run_dir.join("STOP"), "").expect("STOP");
+    let stopped = run_resume(&first.run_dir, &["train.max_iters=20"]).expect("stops cleanly");
+    assert!(stopped.stopped);
+    assert_eq!(stopped.step, 4);
+    assert!(!first.run_dir.join("STOP").exists(), "STOP is removed after use");
+    let ckpt = Checkpoint::load(&first.run_dir.join("latest.ckpt")).expect("latest.ckpt saved on stop");
+    assert_eq!(ckpt.step, 4);
+    let done = run_resume(&first.run_dir, &[]).expect("resume after STOP");
+    assert!(!done.stopped);
+    assert_eq!(done.step, 20);
+}
+
+#[test]
+fn block_size_larger_than_val_split_is_refused_before_writing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = tiny_config(dir.path());
+    config.model.block_size = 1024;
+    let m = error_of(run_fresh(&config));
+    assert!(m.starts_with("tiny.toml: model.block_size = 1024 is too large for the val split"), "{m}");
+    assert!(!dir.path().join("runs").exists(), "nothing written");
+}
+
+#[test]
+fn missing_dataset_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = tiny_config(dir.path());
+    config.data.dataset = dir.path().join("nowhere");
+    config.data.input.clear();
+    let m = error_of(run_fresh(&config));
+    assert!(m.starts_with("tiny.toml: data.dataset:") && m.contains("does not exist"), "{m}");
+    config.data.input = vec![dir.path().join("missing.txt")];
+    let m = error_of(run_fresh(&config));
+    assert!(m.starts_with("tiny.toml: data.input:") && m.contains("missing.txt does not exist"), "{m}");
+    assert!(!dir.path().join("runs").exists(), "nothing written");
+}
+
+#[test]
+fn resume_refuses_changes_other_than_max_iters() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let m = error_of(run_resume(&dir.path().join("runs/tiny"), &["optim.learning_rate=1"]));
+    assert!(m.contains("only train.max_iters"), "{m}");
+}
+
+#[test]
+fn non_finite_loss_stops_the_run_naming_the_step() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = tiny_config(dir.path());
+    config.optim.learning_rate = 1e30;
+    config.optim.min_lr = 1e30;
+    config.optim.grad_clip = 0.0;
+    let result = run_fresh(&config);
+    let m = error_of(result);
+    assert!(m.starts_with("step ") && m.contains("untouched"), "{m}");
+    assert!(!dir.path().join("runs/tiny/latest.ckpt").exists());
+}
+
+#[test]
+fn thread_count_does_not_change_the_losses() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = tiny_config(dir.path());
+    config.train.max_iters = 8;
+    let run_on = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
+        pool.install(|| run_fresh(&config).expect("runs").losses)
+    };
+    let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+    assert_eq!(bits(run_on(1)), bits(run_on(3)), "1 and 3 threads give different losses");
+}
