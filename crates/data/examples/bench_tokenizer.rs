@@ -19,7 +19,7 @@ fn main() -> Result<(), data::DataError> {
         files.push("datasets/tinyshakespeare/input.txt".into());
     }
     let read =
-        |f: &str| std::fs::read_to_string(f).map_err(|e| data::DataError::Io { path: f.into(), source: e });
+        |f: &str| std::fs::read_to_string(f).map_err(|e| data::DataError::Io { path: f.into(), error: e });
 
     let text = read(&files[0])?;
     for vocab in [512, 4096] {

@@ -82,6 +82,6 @@ fn main() -> Result<(), data::DataError> {
         (count * 2) as f64 / (1 << 20) as f64
     );
     drop(file);
-    std::fs::remove_file(&path).map_err(|e| data::DataError::Io { path: path.clone(), source: e })?;
+    std::fs::remove_file(&path).map_err(|e| data::DataError::Io { path: path.clone(), error: e })?;
     Ok(())
 }

@@ -31,14 +31,14 @@ pub enum DataError {
     #[error("{0}")]
     Message(String),
     /// An operating-system error on a file.
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
 }
 
 impl DataError {
     /// An I/O error on `path`.
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> DataError {
-        DataError::Io { path: path.to_path_buf(), source }
+        DataError::Io { path: path.to_path_buf(), error: source }
     }
 }
 

@@ -40,8 +40,8 @@ pub const HEADER_LEN: usize = 8 + 4 + 8 + 4;
 pub enum CheckpointError {
     #[error("{0}")]
     Invalid(String),
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{path}: not a Quill checkpoint (it does not start with \"QUILLCKP\"); pass a .ckpt file written by train")]
     NotACheckpoint { path: PathBuf },
     #[error(
@@ -98,7 +98,7 @@ fn payload_options(limit: u64) -> impl Options {
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
-    move |source| CheckpointError::Io { path: path.to_path_buf(), source }
+    move |source| CheckpointError::Io { path: path.to_path_buf(), error: source }
 }
 
 impl Checkpoint {
@@ -123,7 +123,7 @@ impl Checkpoint {
         };
         if let Err(source) = write() {
             let _ = std::fs::remove_file(&tmp);
-            return Err(CheckpointError::Io { path: tmp, source });
+            return Err(CheckpointError::Io { path: tmp, error: source });
         }
         std::fs::rename(&tmp, path).map_err(io_error(path))?;
         // Make the rename itself durable. Directories cannot be opened for syncing on

@@ -24,8 +24,8 @@ pub use term::{color_enabled, terminal_chart, terminal_chart_with, ChartOptions}
 pub enum PlotError {
     #[error("{0}")]
     Message(String),
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
 }
 
 /// One labelled line of (x, y) points.

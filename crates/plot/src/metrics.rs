@@ -46,7 +46,7 @@ pub struct MetricRow {
 /// it or stops mid-value; a bad line followed by good ones is never ignored.
 pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>, PlotError> {
     let text =
-        std::fs::read_to_string(path).map_err(|source| PlotError::Io { path: path.to_owned(), source })?;
+        std::fs::read_to_string(path).map_err(|source| PlotError::Io { path: path.to_owned(), error: source })?;
     let lines: Vec<&str> = text.lines().collect();
     let last_nonblank = lines.iter().rposition(|line| !line.trim().is_empty());
     let mut rows = Vec::with_capacity(lines.len());

@@ -64,8 +64,8 @@ pub fn refresh_loss_svg(run_dir: &Path) -> Result<(), PlotError> {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PlotError> {
     let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let temp = path.with_file_name(format!(".{file_name}.tmp"));
-    std::fs::write(&temp, bytes).map_err(|source| PlotError::Io { path: temp.clone(), source })?;
-    std::fs::rename(&temp, path).map_err(|source| PlotError::Io { path: path.to_owned(), source })
+    std::fs::write(&temp, bytes).map_err(|source| PlotError::Io { path: temp.clone(), error: source })?;
+    std::fs::rename(&temp, path).map_err(|source| PlotError::Io { path: path.to_owned(), error: source })
 }
 
 /// One curve of one run, in data coordinates (x already in the axis unit).

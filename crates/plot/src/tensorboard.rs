@@ -30,7 +30,7 @@ impl EventWriter {
     /// The file is `events.out.tfevents.<unix seconds>.<hostname>`, with `.1`, `.2`, ...
     /// appended if that name is taken. `dir` is created if missing.
     pub fn create(dir: &Path) -> Result<EventWriter, PlotError> {
-        std::fs::create_dir_all(dir).map_err(|source| PlotError::Io { path: dir.to_owned(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| PlotError::Io { path: dir.to_owned(), error: source })?;
         let now = wall_time();
         let base = format!("events.out.tfevents.{}.{}", now as u64, hostname());
         let mut attempt = 0;
@@ -40,7 +40,7 @@ impl EventWriter {
             match OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(file) => break (path, file),
                 Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists && attempt < 1000 => attempt += 1,
-                Err(source) => return Err(PlotError::Io { path, source }),
+                Err(source) => return Err(PlotError::Io { path, error: source }),
             }
         };
         let mut writer = EventWriter { path, file: BufWriter::new(file), last_flush: Instant::now() };
@@ -86,13 +86,13 @@ impl EventWriter {
     /// Pushes buffered events to the file, so a running TensorBoard sees them.
     pub fn flush(&mut self) -> Result<(), PlotError> {
         self.last_flush = Instant::now();
-        self.file.flush().map_err(|source| PlotError::Io { path: self.path.clone(), source })
+        self.file.flush().map_err(|source| PlotError::Io { path: self.path.clone(), error: source })
     }
 
     /// Appends one TFRecord holding `data`.
     fn write_record(&mut self, data: &[u8]) -> Result<(), PlotError> {
         let framed = frame_record(data);
-        self.file.write_all(&framed).map_err(|source| PlotError::Io { path: self.path.clone(), source })
+        self.file.write_all(&framed).map_err(|source| PlotError::Io { path: self.path.clone(), error: source })
     }
 }
 
@@ -204,7 +204,7 @@ fn put_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
 /// The data of each TFRecord in an event file, with both CRCs checked. A record cut short
 /// at the end (a writer still running) ends the list; a wrong CRC is an error.
 pub fn read_records(path: &Path) -> Result<Vec<Vec<u8>>, PlotError> {
-    let bytes = std::fs::read(path).map_err(|source| PlotError::Io { path: path.to_owned(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| PlotError::Io { path: path.to_owned(), error: source })?;
     let corrupt = |offset: usize, what: &str| {
         PlotError::Message(format!(
             "{}: byte {offset}: {what}; the event file is damaged, delete it (metrics.jsonl still \

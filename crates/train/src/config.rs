@@ -174,7 +174,7 @@ impl Config {
     /// file and line (or the override) and the field.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Config, TrainError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|source| TrainError::Io { path: path.to_path_buf(), source })?;
+            .map_err(|source| TrainError::Io { path: path.to_path_buf(), error: source })?;
         Config::parse(&text, &path.display().to_string(), overrides)
     }
 

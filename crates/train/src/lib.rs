@@ -30,8 +30,8 @@ pub enum TrainError {
     /// A bad config file, field or override.
     #[error("{0}")]
     Config(String),
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
     #[error(transparent)]
     Data(#[from] data::DataError),
     #[error(transparent)]

@@ -13,14 +13,14 @@ use crate::TrainError;
 /// `name-3`, ...; the folder is created.
 pub fn fresh_run_dir(out_dir: &Path, name: &str) -> Result<PathBuf, TrainError> {
     std::fs::create_dir_all(out_dir)
-        .map_err(|source| TrainError::Io { path: out_dir.to_path_buf(), source })?;
+        .map_err(|source| TrainError::Io { path: out_dir.to_path_buf(), error: source })?;
     let mut n = 1;
     loop {
         let dir = if n == 1 { out_dir.join(name) } else { out_dir.join(format!("{name}-{n}")) };
         match std::fs::create_dir(&dir) {
             Ok(()) => return Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
-            Err(source) => return Err(TrainError::Io { path: dir, source }),
+            Err(source) => return Err(TrainError::Io { path: dir, error: source }),
         }
     }
 }
@@ -28,7 +28,7 @@ pub fn fresh_run_dir(out_dir: &Path, name: &str) -> Result<PathBuf, TrainError> 
 /// Writes `text` to `path` through a temporary file and a rename.
 pub fn write_atomic(path: &Path, text: &[u8]) -> Result<(), TrainError> {
     let tmp = path.with_extension("tmp");
-    let io = |source| TrainError::Io { path: path.to_path_buf(), source };
+    let io = |source| TrainError::Io { path: path.to_path_buf(), error: source };
     std::fs::write(&tmp, text).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
 }
@@ -44,7 +44,7 @@ impl MetricsLog {
     /// rows its checkpoint knows, dropping any logged after that checkpoint.
     pub fn create(path: &Path, rows: &[MetricRow]) -> Result<MetricsLog, TrainError> {
         let file =
-            File::create(path).map_err(|source| TrainError::Io { path: path.to_path_buf(), source })?;
+            File::create(path).map_err(|source| TrainError::Io { path: path.to_path_buf(), error: source })?;
         let mut log = MetricsLog { path: path.to_path_buf(), file };
         for row in rows {
             log.append(row)?;
@@ -58,6 +58,6 @@ impl MetricsLog {
         self.file
             .write_all(line.as_bytes())
             .and_then(|()| self.file.flush())
-            .map_err(|source| TrainError::Io { path: self.path.clone(), source })
+            .map_err(|source| TrainError::Io { path: self.path.clone(), error: source })
     }
 }
