@@ -38,11 +38,11 @@ where
         let out = f(tape, &ids);
         tape.data(out).iter().zip(&w).map(|(&o, &wi)| o as f64 * wi as f64).sum()
     };
-    for (i, &id) in ids.iter().enumerate() {
+    for (i, (&id, analytic)) in ids.iter().zip(&analytic).enumerate() {
         let numel = tape.value(id).data.len();
-        assert_eq!(analytic[i].len(), numel, "gradcheck {name}: input {i} received no gradient");
+        assert_eq!(analytic.len(), numel, "gradcheck {name}: input {i} received no gradient");
         let mut worst = (0usize, 0.0f64, 0.0f64, 0.0f64); // index, excess, analytic, numeric
-        for j in 0..numel {
+        for (j, &a) in analytic.iter().enumerate() {
             let orig = tape.value(id).data[j];
             tape.value_mut(id).data[j] = orig + H;
             let plus = loss(&mut tape);
@@ -50,7 +50,7 @@ where
             let minus = loss(&mut tape);
             tape.value_mut(id).data[j] = orig;
             let numeric = (plus - minus) / (2.0 * H as f64);
-            let a = analytic[i][j] as f64;
+            let a = a as f64;
             let excess = (a - numeric).abs() - (ATOL + RTOL * numeric.abs());
             if excess > worst.1 {
                 worst = (j, excess, a, numeric);
