@@ -150,9 +150,7 @@ fn run_one(cfg: &BenchConfig, steps: usize, sample_tokens: usize) -> Figures {
     let profile = gpt
         .tape
         .profile()
-        .map(|p| {
-            p.ops.iter().map(|(name, f, bw, _)| (name.to_string(), ms(*f), ms(*bw))).collect()
-        })
+        .map(|p| p.ops.iter().map(|(name, f, bw, _)| (name.to_string(), ms(*f), ms(*bw))).collect())
         .unwrap_or_default();
     gpt.tape.set_profiling(false);
     let peak_rss_mb = peak_rss_mb();
@@ -199,7 +197,10 @@ fn ms(d: Duration) -> f64 {
 fn main() -> Result<()> {
     let args = Args::parse();
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().context("starting the thread pool")?;
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .context("starting the thread pool")?;
     let all = configs();
     if let Some(name) = &args.one {
         let cfg = all.iter().find(|c| c.name == name).context("unknown configuration")?;
@@ -215,7 +216,14 @@ fn main() -> Result<()> {
     println!("Quill, {threads} threads; f32 GEMM peak (2048³ GEMM): {peak:.0} GFLOP/s");
     println!(
         "{:<7} {:>8} {:>9} {:>9} {:>12} {:>6} {:>9} {:>32}",
-        "config", "params", "step ms", "AdamW ms", "train tok/s", "MFU", "peak RSS", "sample tok/s (cache / no cache)"
+        "config",
+        "params",
+        "step ms",
+        "AdamW ms",
+        "train tok/s",
+        "MFU",
+        "peak RSS",
+        "sample tok/s (cache / no cache)"
     );
     let exe = std::env::current_exe().context("locating the bench binary")?;
     let mut profiles = Vec::new();
