@@ -45,8 +45,8 @@ pub struct MetricRow {
 /// The last line is "half-written" when it fails to parse and either has no newline after
 /// it or stops mid-value; a bad line followed by good ones is never ignored.
 pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>, PlotError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| PlotError::Io { path: path.to_owned(), error: source })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| PlotError::Io { path: path.to_owned(), error: source })?;
     let lines: Vec<&str> = text.lines().collect();
     let last_nonblank = lines.iter().rposition(|line| !line.trim().is_empty());
     let mut rows = Vec::with_capacity(lines.len());

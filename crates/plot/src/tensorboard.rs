@@ -30,7 +30,8 @@ impl EventWriter {
     /// The file is `events.out.tfevents.<unix seconds>.<hostname>`, with `.1`, `.2`, ...
     /// appended if that name is taken. `dir` is created if missing.
     pub fn create(dir: &Path) -> Result<EventWriter, PlotError> {
-        std::fs::create_dir_all(dir).map_err(|source| PlotError::Io { path: dir.to_owned(), error: source })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|source| PlotError::Io { path: dir.to_owned(), error: source })?;
         let now = wall_time();
         let base = format!("events.out.tfevents.{}.{}", now as u64, hostname());
         let mut attempt = 0;
@@ -92,7 +93,9 @@ impl EventWriter {
     /// Appends one TFRecord holding `data`.
     fn write_record(&mut self, data: &[u8]) -> Result<(), PlotError> {
         let framed = frame_record(data);
-        self.file.write_all(&framed).map_err(|source| PlotError::Io { path: self.path.clone(), error: source })
+        self.file
+            .write_all(&framed)
+            .map_err(|source| PlotError::Io { path: self.path.clone(), error: source })
     }
 }
 
@@ -204,7 +207,8 @@ fn put_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
 /// The data of each TFRecord in an event file, with both CRCs checked. A record cut short
 /// at the end (a writer still running) ends the list; a wrong CRC is an error.
 pub fn read_records(path: &Path) -> Result<Vec<Vec<u8>>, PlotError> {
-    let bytes = std::fs::read(path).map_err(|source| PlotError::Io { path: path.to_owned(), error: source })?;
+    let bytes =
+        std::fs::read(path).map_err(|source| PlotError::Io { path: path.to_owned(), error: source })?;
     let corrupt = |offset: usize, what: &str| {
         PlotError::Message(format!(
             "{}: byte {offset}: {what}; the event file is damaged, delete it (metrics.jsonl still \

@@ -43,8 +43,8 @@ impl MetricsLog {
     /// Creates (or truncates) the log and writes `rows` into it: a resumed run rewrites the
     /// rows its checkpoint knows, dropping any logged after that checkpoint.
     pub fn create(path: &Path, rows: &[MetricRow]) -> Result<MetricsLog, TrainError> {
-        let file =
-            File::create(path).map_err(|source| TrainError::Io { path: path.to_path_buf(), error: source })?;
+        let file = File::create(path)
+            .map_err(|source| TrainError::Io { path: path.to_path_buf(), error: source })?;
         let mut log = MetricsLog { path: path.to_path_buf(), file };
         for row in rows {
             log.append(row)?;
