@@ -26,9 +26,10 @@ pub struct Golden {
 }
 
 impl Golden {
-    /// The fixture directory of the model crate.
+    /// The fixture directory of the model crate (reached through `../model` so that the
+    /// path also holds when another crate's test includes this file).
     pub fn dir() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures")
     }
 
     pub fn load() -> Golden {
@@ -60,6 +61,12 @@ impl Golden {
             tensors,
             json,
         }
+    }
+
+    /// A value of golden.json by JSON pointer (`/adamw/lr`).
+    pub fn get<T: serde::de::DeserializeOwned>(&self, pointer: &str) -> T {
+        let value = self.json.pointer(pointer).unwrap_or_else(|| panic!("golden.json lacks {pointer}"));
+        serde_json::from_value(value.clone()).unwrap_or_else(|e| panic!("golden.json {pointer}: {e}"))
     }
 
     /// A tensor by its fixture name (`param.<name>`, `grad.<name>`, `logits`, ...).
