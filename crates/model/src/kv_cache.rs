@@ -1,23 +1,24 @@
-//! Inference without the tape: the GPT run one position at a time, keeping every layer's
+//! Inference without the tape: the GPT run on new positions only, keeping every layer's
 //! keys and values for the positions seen so far, so each new token costs one pass of
 //! matrix-vector products plus one attention row, not a forward over the whole text.
 //!
 //! This is the sampling hot path at batch 1. The [`KvCache`] owns every buffer it needs
-//! (the keys and values for block_size positions, and scratch vectors for one position),
-//! so after [`Gpt::new_cache`] a step allocates nothing. Weights are read in place from the
-//! tape: a linear layer is `out[o] = bias[o] + w[o, :] · x`, each weight row contiguous,
-//! with an AVX2/FMA dot product where the CPU has one.
+//! (the keys and values for block_size positions, and scratch rows), so after
+//! [`Gpt::new_cache`] a decoding step allocates nothing. Weights are read in place from the
+//! tape: a linear layer is `out[o] = bias[o] + w[o, :] · x`, each weight row contiguous.
 //!
-//! The row kernels here (layer norm, GELU, softmax) compute what the tape's do,
-//! for one row and without rayon: the tape's kernels fork onto the thread pool on every
-//! call, which for a single row of a small model costs more than the arithmetic. Only
-//! the matrix-vector products of wide models run in parallel.
+//! Several tokens fed at once (a prompt, or the window re-fed after it slid) go through
+//! the blocks together as a small matrix ("prefill"): the linear layers are one GEMM each,
+//! reading every weight once for all rows, and attention row i is causal over the cache up
+//! to its own position. A single token takes the matrix-vector path in `rows.rs`.
+//!
+//! Every path is deterministic for any thread count: the GEMM and the matrix-vector
+//! products split their work into fixed pieces, and attention runs on one thread.
 
-use rayon::prelude::*;
-use tensor::ops::exp::exp;
-use tensor::ops::layernorm::EPS;
+use tensor::gemm::{gemm, Mat};
 
-use crate::gpt::{LayerNorm, Linear};
+use crate::gpt::{Block, LayerNorm, Linear};
+use crate::rows::{attend, gelu, layernorm, matvec, PARALLEL_MATVEC};
 use crate::Gpt;
 
 /// Keys and values of every layer for the positions seen so far, for incremental decoding.
@@ -50,6 +51,38 @@ pub struct KvCache {
     branch: Vec<f32>,
     /// The last position's logits (vocab_size).
     logits: Vec<f32>,
+    /// Activations of several positions fed at once; grown on first use.
+    rows: Rows,
+}
+
+/// The prefill's activations for n positions, row-major, one row per position; each
+/// buffer grows to the largest n seen and is then reused.
+#[derive(Default)]
+struct Rows {
+    /// The residual stream (n, C).
+    x: Vec<f32>,
+    /// A layer norm's output (n, C).
+    normed: Vec<f32>,
+    /// q, k, v side by side (n, 3C).
+    qkv: Vec<f32>,
+    /// The attention output (n, C).
+    att: Vec<f32>,
+    /// The MLP's hidden layer (n, 4C).
+    hidden: Vec<f32>,
+    /// A residual branch's output (n, C).
+    branch: Vec<f32>,
+}
+
+impl Rows {
+    /// Sizes every buffer for n positions of width c.
+    fn resize(&mut self, n: usize, c: usize) {
+        self.x.resize(n * c, 0.0);
+        self.normed.resize(n * c, 0.0);
+        self.qkv.resize(n * 3 * c, 0.0);
+        self.att.resize(n * c, 0.0);
+        self.hidden.resize(n * 4 * c, 0.0);
+        self.branch.resize(n * c, 0.0);
+    }
 }
 
 impl KvCache {
@@ -94,6 +127,7 @@ impl Gpt {
             zeros: vec![0.0; c],
             branch: vec![0.0; c],
             logits: vec![0.0; cfg.vocab_size],
+            rows: Rows::default(),
         }
     }
 
@@ -104,7 +138,7 @@ impl Gpt {
     }
 
     /// As [`Gpt::forward_cached`], returning the logits in the cache's own buffer, so a
-    /// decoding loop allocates nothing per token.
+    /// decoding loop allocates nothing per token. Several tokens are fed as one prefill.
     pub fn forward_cached_into<'c>(&self, cache: &'c mut KvCache, tokens: &[u32]) -> &'c [f32] {
         let cfg = &self.config;
         assert!(!tokens.is_empty(), "Gpt::forward_cached: no tokens to feed");
@@ -123,16 +157,19 @@ impl Gpt {
             );
         }
         let mut feed = || {
-            for &token in tokens {
-                self.step(cache, token);
+            if let [token] = tokens {
+                self.step(cache, *token);
+            } else {
+                self.prefill(cache, tokens);
             }
             let layers = &self.layers;
             layernorm(&mut cache.normed, &cache.x, self.norm_params(&layers.ln_f, &cache.zeros));
-            matvec(&mut cache.logits, self.tape.data(layers.wte), None, &cache.normed, cfg.n_embd);
+            matvec(&mut cache.logits, self.tape.data(layers.wte), None, &cache.normed);
         };
-        if 4 * cfg.n_embd * cfg.n_embd >= PARALLEL_MATVEC {
-            // The large matrix-vector products fork onto rayon's pool: entering the pool
-            // once per call, not once per product, saves a cross-thread hand-off each time.
+        if tokens.len() > 1 || 4 * cfg.n_embd * cfg.n_embd >= PARALLEL_MATVEC {
+            // The prefill's GEMMs and the large matrix-vector products fork onto rayon's
+            // pool: entering the pool once per call, not once per product, saves a
+            // cross-thread hand-off each time.
             rayon::scope(|_| feed());
         } else {
             feed();
@@ -144,9 +181,7 @@ impl Gpt {
     /// residual stream in `cache.x` and its keys and values in the cache.
     fn step(&self, cache: &mut KvCache, token: u32) {
         let cfg = &self.config;
-        let (c, nh, block) = (cfg.n_embd, cfg.n_head, cfg.block_size);
-        let hs = c / nh;
-        let scale = 1.0 / (hs as f32).sqrt();
+        let (c, block) = (cfg.n_embd, cfg.block_size);
         let pos = cache.len;
         let wte = &self.tape.data(self.layers.wte)[token as usize * c..][..c];
         let wpe = &self.tape.data(self.layers.wpe)[pos * c..][..c];
@@ -161,22 +196,8 @@ impl Gpt {
             cache.v[layer_kv + pos * c..][..c].copy_from_slice(&cache.qkv[2 * c..]);
             let keys = &cache.k[layer_kv..][..(pos + 1) * c];
             let values = &cache.v[layer_kv..][..(pos + 1) * c];
-            for h in 0..nh {
-                // One query row of causal attention: softmax(q · Kᵀ / √hs) · V over 0..=pos.
-                let q = &cache.qkv[h * hs..][..hs];
-                let scores = &mut cache.scores[..=pos];
-                for (j, s) in scores.iter_mut().enumerate() {
-                    *s = scale * dot(q, &keys[j * c + h * hs..][..hs]);
-                }
-                let probs = &mut cache.probs[..=pos];
-                softmax(probs, scores);
-                let out = &mut cache.att[h * hs..][..hs];
-                out.fill(0.0);
-                for (j, &p) in probs.iter().enumerate() {
-                    let v = &values[j * c + h * hs..][..hs];
-                    out.iter_mut().zip(v).for_each(|(o, v)| *o += p * v);
-                }
-            }
+            let scratch = (&mut cache.scores[..], &mut cache.probs[..]);
+            attend(&mut cache.att, &cache.qkv[..c], keys, values, cfg.n_head, scratch);
             self.linear(&mut cache.branch, &layer.attn.c_proj, &cache.att);
             cache.x.iter_mut().zip(&cache.branch).for_each(|(x, y)| *x += y);
 
@@ -190,9 +211,88 @@ impl Gpt {
         cache.len += 1;
     }
 
+    /// Runs n ≥ 2 tokens at positions `cache.len..cache.len + n` through every block as
+    /// one (n, C) matrix, leaving the last position's residual stream in `cache.x` and all
+    /// n positions' keys and values in the cache.
+    fn prefill(&self, cache: &mut KvCache, tokens: &[u32]) {
+        let cfg = &self.config;
+        let (n, c, block) = (tokens.len(), cfg.n_embd, cfg.block_size);
+        let pos0 = cache.len;
+        cache.rows.resize(n, c);
+        let wte = self.tape.data(self.layers.wte);
+        let wpe = self.tape.data(self.layers.wpe);
+        for (i, (x, &token)) in cache.rows.x.chunks_exact_mut(c).zip(tokens).enumerate() {
+            let (t, p) = (&wte[token as usize * c..][..c], &wpe[(pos0 + i) * c..][..c]);
+            x.iter_mut().zip(t.iter().zip(p)).for_each(|(x, (t, p))| *x = t + p);
+        }
+
+        for (l, layer) in self.layers.h.iter().enumerate() {
+            let layer_kv = l * block * c;
+            self.prefill_attention(cache, layer, layer_kv, n);
+            self.prefill_mlp(cache, layer, n);
+        }
+        cache.x.copy_from_slice(&cache.rows.x[(n - 1) * c..]);
+        cache.len += n;
+    }
+
+    /// x = x + c_proj(attention(c_attn(ln_1(x)))) for the prefill's n rows, writing their
+    /// keys and values into the layer's slice of the cache (starting at `layer_kv`).
+    fn prefill_attention(&self, cache: &mut KvCache, layer: &Block, layer_kv: usize, n: usize) {
+        let cfg = &self.config;
+        let c = cfg.n_embd;
+        let pos0 = cache.len;
+        let rows = &mut cache.rows;
+        let norm = self.norm_params(&layer.ln_1, &cache.zeros);
+        for (out, x) in rows.normed.chunks_exact_mut(c).zip(rows.x.chunks_exact(c)) {
+            layernorm(out, x, norm);
+        }
+        self.linear_rows(&mut rows.qkv, &layer.attn.c_attn, &rows.normed, n); // (n, 3C)
+        for (i, qkv) in rows.qkv.chunks_exact(3 * c).enumerate() {
+            let at = layer_kv + (pos0 + i) * c;
+            cache.k[at..][..c].copy_from_slice(&qkv[c..2 * c]);
+            cache.v[at..][..c].copy_from_slice(&qkv[2 * c..]);
+        }
+        for (i, (out, qkv)) in rows.att.chunks_exact_mut(c).zip(rows.qkv.chunks_exact(3 * c)).enumerate() {
+            // Row i sees the cached positions and the new ones up to its own, pos0 + i.
+            let seen = (pos0 + i + 1) * c;
+            let (keys, values) = (&cache.k[layer_kv..][..seen], &cache.v[layer_kv..][..seen]);
+            let scratch = (&mut cache.scores[..], &mut cache.probs[..]);
+            attend(out, &qkv[..c], keys, values, cfg.n_head, scratch);
+        }
+        self.linear_rows(&mut rows.branch, &layer.attn.c_proj, &rows.att, n); // (n, C)
+        rows.x.iter_mut().zip(&rows.branch).for_each(|(x, y)| *x += y);
+    }
+
+    /// x = x + mlp.c_proj(gelu(mlp.c_fc(ln_2(x)))) for the prefill's n rows.
+    fn prefill_mlp(&self, cache: &mut KvCache, layer: &Block, n: usize) {
+        let c = self.config.n_embd;
+        let rows = &mut cache.rows;
+        let norm = self.norm_params(&layer.ln_2, &cache.zeros);
+        for (out, x) in rows.normed.chunks_exact_mut(c).zip(rows.x.chunks_exact(c)) {
+            layernorm(out, x, norm);
+        }
+        self.linear_rows(&mut rows.hidden, &layer.mlp.c_fc, &rows.normed, n); // (n, 4C)
+        rows.hidden.iter_mut().for_each(|h| *h = gelu(*h));
+        self.linear_rows(&mut rows.branch, &layer.mlp.c_proj, &rows.hidden, n); // (n, C)
+        rows.x.iter_mut().zip(&rows.branch).for_each(|(x, y)| *x += y);
+    }
+
+    /// One position through a linear layer: out (oc) = w · x + bias.
     fn linear(&self, out: &mut [f32], layer: &Linear, x: &[f32]) {
         let bias = layer.bias.map(|b| self.tape.data(b));
-        matvec(out, self.tape.data(layer.weight), bias, x, x.len());
+        matvec(out, self.tape.data(layer.weight), bias, x);
+    }
+
+    /// n positions through a linear layer as one GEMM: out (n, oc) = x (n, c) · wᵀ + bias,
+    /// as the tape's `matmul_forward` computes it, with the bias rows copied on this thread.
+    fn linear_rows(&self, out: &mut [f32], layer: &Linear, x: &[f32], n: usize) {
+        let (c, oc) = (x.len() / n, out.len() / n);
+        if let Some(bias) = layer.bias {
+            let bias = self.tape.data(bias);
+            out.chunks_exact_mut(oc).for_each(|row| row.copy_from_slice(bias));
+        }
+        let w = Mat::transposed(self.tape.data(layer.weight), c);
+        gemm(n, c, oc, Mat::rows(x, c), w, out, layer.bias.is_some());
     }
 
     /// A layer norm's gain and shift (`zeros` when the model has no biases).
@@ -201,110 +301,94 @@ impl Gpt {
     }
 }
 
-/// Layer norm of one row (the tape's `layernorm` for n = 1, without rayon):
-/// out = (x − mean) / √(var + EPS) · gain + shift.  x, gain, shift: (C).
-fn layernorm(out: &mut [f32], x: &[f32], (gain, shift): (&[f32], &[f32])) {
-    let c = x.len() as f32;
-    let mean = x.iter().sum::<f32>() / c;
-    let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / c;
-    let rstd = 1.0 / (var + EPS).sqrt();
-    for (((o, &v), &g), &b) in out.iter_mut().zip(x).zip(gain).zip(shift) {
-        *o = (v - mean) * rstd * g + b;
-    }
-}
+#[cfg(test)]
+mod tests {
+    use tensor::Rng;
 
-/// GPT-2's GELU, as the tape's: ½ · x · (1 + tanh(u)), u = √(2/π) · (x + 0.044715 · x³),
-/// with tanh(u) = 1 − 2 / (e²ᵘ + 1) on the tensor crate's vectorisable `exp`.
-fn gelu(x: f32) -> f32 {
-    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    let u = SQRT_2_OVER_PI * (x + 0.044715 * x * x * x);
-    let tanh = 1.0 - 2.0 / (exp(2.0 * u) + 1.0);
-    0.5 * x * (1.0 + tanh)
-}
+    use crate::sampling::{generate, SamplingParams};
+    use crate::{Gpt, GptConfig};
 
-/// probs = softmax(scores), one row, the maximum subtracted first.
-fn softmax(probs: &mut [f32], scores: &[f32]) {
-    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum = 0.0;
-    for (p, &s) in probs.iter_mut().zip(scores) {
-        *p = exp(s - max);
-        sum += *p;
-    }
-    let inv = 1.0 / sum;
-    probs.iter_mut().for_each(|p| *p *= inv);
-}
-
-/// Matrix-vector products at least this large (oc·c) split their rows across threads.
-const PARALLEL_MATVEC: usize = 1 << 17;
-/// Output rows per parallel task.
-const MATVEC_ROWS: usize = 32;
-
-/// out (oc) = w (oc, c) · x (c) + bias (oc).
-fn matvec(out: &mut [f32], w: &[f32], bias: Option<&[f32]>, x: &[f32], c: usize) {
-    debug_assert!(w.len() == out.len() * c && x.len() == c);
-    let rows = |out: &mut [f32], w: &[f32], bias: Option<&[f32]>| {
-        for (o, (y, row)) in out.iter_mut().zip(w.chunks_exact(c)).enumerate() {
-            *y = dot(row, x) + bias.map_or(0.0, |b| b[o]);
+    /// A model with weights of std 0.3 (gains around 1), so the logits spread out and any
+    /// difference between two paths shows.
+    fn random_model(config: GptConfig, seed: u64) -> Gpt {
+        let mut gpt = Gpt::new(config, seed);
+        let mut rng = Rng::seeded(seed + 1);
+        let ids: Vec<_> = gpt
+            .tape
+            .params()
+            .map(|(id, name, _)| {
+                (
+                    id,
+                    name.ends_with("ln_1.weight")
+                        || name.ends_with("ln_2.weight")
+                        || name.ends_with("ln_f.weight"),
+                )
+            })
+            .collect();
+        for (id, is_gain) in ids {
+            let offset = if is_gain { 1.0 } else { 0.0 };
+            gpt.tape.value_mut(id).data.iter_mut().for_each(|v| *v = offset + 0.3 * rng.normal());
         }
-    };
-    if out.len() * c < PARALLEL_MATVEC {
-        rows(out, w, bias);
-    } else {
-        out.par_chunks_mut(MATVEC_ROWS)
-            .zip(w.par_chunks(MATVEC_ROWS * c))
-            .enumerate()
-            .for_each(|(i, (out, w))| rows(out, w, bias.map(|b| &b[i * MATVEC_ROWS..])));
+        gpt
     }
-}
 
-/// Σ a·b: with AVX2 and FMA where the CPU has them, else portably.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    debug_assert_eq!(a.len(), b.len());
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU supports the features `dot_avx2` is compiled for.
-        return unsafe { dot_avx2(a, b) };
+    fn config(n_embd: usize, bias: bool) -> GptConfig {
+        GptConfig { vocab_size: 37, block_size: 24, n_layer: 2, n_head: 4, n_embd, dropout: 0.0, bias }
     }
-    dot_portable(a, b)
-}
 
-/// Σ a·b, with 16 independent partial sums so the compiler keeps them in vector lanes.
-fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 16;
-    let split = a.len() - a.len() % LANES;
-    let mut acc = [0.0f32; LANES];
-    for (ca, cb) in a[..split].chunks_exact(LANES).zip(b[..split].chunks_exact(LANES)) {
-        for i in 0..LANES {
-            acc[i] += ca[i] * cb[i];
+    #[test]
+    fn prefill_gives_the_logits_of_feeding_tokens_one_at_a_time() {
+        for bias in [true, false] {
+            let gpt = random_model(config(32, bias), 3);
+            let tokens: Vec<u32> = (0..24).map(|i| (i * 11 % 37) as u32).collect();
+            let (mut one, mut batched) = (gpt.new_cache(), gpt.new_cache());
+            // A prompt at once, a step, then a chunk continuing a non-empty cache.
+            for range in [0..7, 7..8, 8..20, 20..24] {
+                let mut want = Vec::new();
+                for &token in &tokens[range.clone()] {
+                    want = gpt.forward_cached(&mut one, &[token]);
+                }
+                let got = gpt.forward_cached(&mut batched, &tokens[range.clone()]);
+                let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                assert!(
+                    diff <= 1e-5 * scale,
+                    "bias {bias}, tokens {range:?}: max |diff| {diff:e}, logits up to {scale}"
+                );
+                assert_eq!(batched.len(), one.len());
+            }
+            // The caches agree too: the next single step gives the same logits from both.
+            batched.clear();
+            one.clear();
+            gpt.forward_cached(&mut batched, &tokens[..23]);
+            tokens[..23].iter().for_each(|&t| drop(gpt.forward_cached(&mut one, &[t])));
+            let (a, b) = (gpt.forward_cached(&mut batched, &[5]), gpt.forward_cached(&mut one, &[5]));
+            let diff = a.iter().zip(&b).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(diff <= 1e-4, "bias {bias}: a step after a prefill differs by {diff:e}");
         }
     }
-    let tail: f32 = a[split..].iter().zip(&b[split..]).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + tail
-}
 
-/// Σ a·b with four 8-wide FMA accumulators.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-    use std::arch::x86_64::*;
-    let n = a.len().min(b.len());
-    let (pa, pb) = (a.as_ptr(), b.as_ptr());
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut i = 0;
-    while i + 32 <= n {
-        for (k, acc) in acc.iter_mut().enumerate() {
-            let j = i + 8 * k;
-            *acc = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(j)), _mm256_loadu_ps(pb.add(j)), *acc);
-        }
-        i += 32;
+    #[test]
+    fn cached_path_is_bit_identical_with_one_and_two_threads() {
+        // Wide enough that the matrix-vector products and the prefill's GEMMs run in parallel.
+        let gpt = random_model(config(192, true), 5);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a thread pool");
+            pool.install(|| {
+                let mut cache = gpt.new_cache();
+                let prompt: Vec<u32> = (0..20).map(|i| (i * 7 % 37) as u32).collect();
+                let mut logits = gpt.forward_cached(&mut cache, &prompt);
+                for t in 0..4 {
+                    logits.extend(gpt.forward_cached_into(&mut cache, &[t]));
+                }
+                // Generation past block_size, so the window is rebuilt by a prefill.
+                let params = SamplingParams { temperature: 1.0, top_k: None, top_p: None };
+                let text = generate(&gpt, &prompt[..3], 40, &params, &mut Rng::seeded(9), &mut |_| {});
+                (logits.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), text)
+            })
+        };
+        let (one, two) = (run(1), run(2));
+        assert!(one.0 == two.0, "cached logits differ between 1 and 2 threads");
+        assert_eq!(one.1, two.1, "generated text differs between 1 and 2 threads");
     }
-    while i + 8 <= n {
-        acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc[0]);
-        i += 8;
-    }
-    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    let mut lanes = [0.0f32; 8];
-    _mm256_storeu_ps(lanes.as_mut_ptr(), sum);
-    let tail: f32 = a[i..n].iter().zip(&b[i..n]).map(|(x, y)| x * y).sum();
-    lanes.iter().sum::<f32>() + tail
 }

@@ -5,13 +5,15 @@
 //!
 //! Files: `config.rs` (the config and sizes), `init.rs` (parameter names, shapes, layout
 //! and initialisation), `gpt.rs` (the model and its training forward), `kv_cache.rs`
-//! (incremental inference without the tape), `checkpoint.rs` (the file format).
+//! (incremental inference without the tape), `rows.rs` (its one-row kernels),
+//! `checkpoint.rs` (the file format).
 
 pub mod checkpoint;
 mod config;
 mod gpt;
 pub mod init;
 mod kv_cache;
+mod rows;
 pub mod sampling;
 
 pub use config::GptConfig;

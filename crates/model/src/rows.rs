@@ -1,0 +1,259 @@
+//! Row kernels of the KV-cache inference path: layer norm, GELU and softmax of one row,
+//! one query row of causal attention over the cache, and the matrix-vector product of a
+//! linear layer at batch 1.
+//!
+//! They compute what the tape's kernels do, for one row and without rayon: the tape's
+//! kernels fork onto the thread pool on every call, which for a single row of a small
+//! model costs more than the arithmetic. Only the matrix-vector products of wide layers
+//! run in parallel, over fixed chunks of output rows, so each output element is computed
+//! by the same instructions whatever the thread count.
+//!
+//! The matrix-vector product streams the weights once per token; four rows at a time share
+//! each load of `x`, and every row's dot product is the same chain of fused multiply-adds
+//! whichever group it falls in, so results do not depend on the row grouping either.
+
+use rayon::prelude::*;
+use tensor::ops::exp::exp;
+use tensor::ops::layernorm::EPS;
+
+/// Layer norm of one row (the tape's `layernorm` for n = 1, without rayon):
+/// out = (x − mean) / √(var + EPS) · gain + shift.  x, gain, shift: (C).
+pub(crate) fn layernorm(out: &mut [f32], x: &[f32], (gain, shift): (&[f32], &[f32])) {
+    let c = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / c;
+    let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / c;
+    let rstd = 1.0 / (var + EPS).sqrt();
+    for (((o, &v), &g), &b) in out.iter_mut().zip(x).zip(gain).zip(shift) {
+        *o = (v - mean) * rstd * g + b;
+    }
+}
+
+/// GPT-2's GELU, as the tape's: ½ · x · (1 + tanh(u)), u = √(2/π) · (x + 0.044715 · x³),
+/// with tanh(u) = 1 − 2 / (e²ᵘ + 1) on the tensor crate's vectorisable `exp`.
+pub(crate) fn gelu(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    let u = SQRT_2_OVER_PI * (x + 0.044715 * x * x * x);
+    let tanh = 1.0 - 2.0 / (exp(2.0 * u) + 1.0);
+    0.5 * x * (1.0 + tanh)
+}
+
+/// probs = softmax(scores), one row, the maximum subtracted first.
+fn softmax(probs: &mut [f32], scores: &[f32]) {
+    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0.0;
+    for (p, &s) in probs.iter_mut().zip(scores) {
+        *p = exp(s - max);
+        sum += *p;
+    }
+    let inv = 1.0 / sum;
+    probs.iter_mut().for_each(|p| *p *= inv);
+}
+
+/// One query row of causal attention, every head: for head h,
+/// out_h = softmax(q_h · K_hᵀ / √hs) · V_h over the `keys.len() / C` cached positions.
+/// q, out: (C), heads side by side; keys, values: (positions, C);
+/// scores, probs: scratch of at least `positions` values.
+pub(crate) fn attend(
+    out: &mut [f32],
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    n_head: usize,
+    (scores, probs): (&mut [f32], &mut [f32]),
+) {
+    let c = q.len();
+    let hs = c / n_head;
+    let positions = keys.len() / c;
+    let scale = 1.0 / (hs as f32).sqrt();
+    let (scores, probs) = (&mut scores[..positions], &mut probs[..positions]);
+    for h in 0..n_head {
+        let q = &q[h * hs..][..hs];
+        for (s, k) in scores.iter_mut().zip(keys.chunks_exact(c)) {
+            *s = scale * dot(q, &k[h * hs..][..hs]);
+        }
+        softmax(probs, scores);
+        let out = &mut out[h * hs..][..hs];
+        out.fill(0.0);
+        for (&p, v) in probs.iter().zip(values.chunks_exact(c)) {
+            out.iter_mut().zip(&v[h * hs..][..hs]).for_each(|(o, v)| *o += p * v);
+        }
+    }
+}
+
+/// Matrix-vector products at least this large (oc·c) split their rows across threads.
+pub(crate) const PARALLEL_MATVEC: usize = 1 << 17;
+/// Output rows per parallel task (a multiple of the 4-row group).
+const MATVEC_ROWS: usize = 64;
+
+/// out (oc) = w (oc, c) · x (c) + bias (oc).
+pub(crate) fn matvec(out: &mut [f32], w: &[f32], bias: Option<&[f32]>, x: &[f32]) {
+    let c = x.len();
+    debug_assert!(w.len() == out.len() * c);
+    if out.len() * c < PARALLEL_MATVEC {
+        matvec_rows(out, w, x);
+    } else {
+        out.par_chunks_mut(MATVEC_ROWS)
+            .zip(w.par_chunks(MATVEC_ROWS * c))
+            .for_each(|(out, w)| matvec_rows(out, w, x));
+    }
+    if let Some(bias) = bias {
+        out.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
+    }
+}
+
+/// out[o] = w[o, :] · x for a block of rows, four at a time where the CPU has AVX2 + FMA.
+fn matvec_rows(out: &mut [f32], w: &[f32], x: &[f32]) {
+    let c = x.len();
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        let mut groups = out.chunks_exact_mut(4);
+        let mut rows = w.chunks_exact(4 * c);
+        for (o, w) in (&mut groups).zip(&mut rows) {
+            // SAFETY: the CPU supports AVX2 and FMA, checked above.
+            unsafe { dot4_avx2(o, w, x) };
+        }
+        for (o, row) in groups.into_remainder().iter_mut().zip(rows.remainder().chunks_exact(c)) {
+            // SAFETY: as above.
+            *o = unsafe { dot_avx2(row, x) };
+        }
+        return;
+    }
+    for (o, row) in out.iter_mut().zip(w.chunks_exact(c)) {
+        *o = dot_portable(row, x);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+/// Σ a·b: with AVX2 and FMA where the CPU has them, else portably.
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports the features `dot_avx2` is compiled for.
+        return unsafe { dot_avx2(a, b) };
+    }
+    dot_portable(a, b)
+}
+
+/// Σ a·b, with 16 independent partial sums so the compiler keeps them in vector lanes.
+fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let split = a.len() - a.len() % LANES;
+    let mut acc = [0.0f32; LANES];
+    for (ca, cb) in a[..split].chunks_exact(LANES).zip(b[..split].chunks_exact(LANES)) {
+        for i in 0..LANES {
+            acc[i] += ca[i] * cb[i];
+        }
+    }
+    let tail: f32 = a[split..].iter().zip(&b[split..]).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// The sums of four dot products' 8-lane partial sums, as four lanes: each row's lanes
+/// added pairwise, ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)). [`finish`] repeats
+/// it for one row.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn finish4(s: [std::arch::x86_64::__m256; 4]) -> std::arch::x86_64::__m128 {
+    use std::arch::x86_64::*;
+    let u = _mm256_hadd_ps(_mm256_hadd_ps(s[0], s[1]), _mm256_hadd_ps(s[2], s[3]));
+    _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1))
+}
+
+/// One dot product's 8-lane partial sums reduced as [`finish4`] reduces each of its rows.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn finish(s: std::arch::x86_64::__m256) -> f32 {
+    std::arch::x86_64::_mm_cvtss_f32(finish4([s; 4]))
+}
+
+/// Σ a·b with two 8-wide FMA accumulators over 16-value steps, then an 8-value step into
+/// the first, then a scalar tail: the per-row recipe [`dot4_avx2`] repeats exactly.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = a.len().min(b.len());
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let mut i = 0;
+    while i + 16 <= n {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8)), _mm256_loadu_ps(pb.add(i + 8)), acc1);
+        i += 16;
+    }
+    if i + 8 <= n {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+        i += 8;
+    }
+    let sum = finish(_mm256_add_ps(acc0, acc1));
+    if i == n {
+        return sum;
+    }
+    sum + a[i..n].iter().zip(&b[i..n]).map(|(x, y)| x * y).sum::<f32>()
+}
+
+/// out[r] = w[r, :] · x for four consecutive rows of w (4, c), each with the instructions
+/// of [`dot_avx2`], sharing the loads of x.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4_avx2(out: &mut [f32], w: &[f32], x: &[f32]) {
+    use std::arch::x86_64::*;
+    let c = x.len();
+    debug_assert!(out.len() == 4 && w.len() == 4 * c);
+    let (pw, px) = (w.as_ptr(), x.as_ptr());
+    let mut acc0 = [_mm256_setzero_ps(); 4];
+    let mut acc1 = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 16 <= c {
+        let (x0, x1) = (_mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(px.add(i + 8)));
+        for r in 0..4 {
+            let row = pw.add(r * c + i);
+            acc0[r] = _mm256_fmadd_ps(_mm256_loadu_ps(row), x0, acc0[r]);
+            acc1[r] = _mm256_fmadd_ps(_mm256_loadu_ps(row.add(8)), x1, acc1[r]);
+        }
+        i += 16;
+    }
+    if i + 8 <= c {
+        let x0 = _mm256_loadu_ps(px.add(i));
+        for (r, acc) in acc0.iter_mut().enumerate() {
+            *acc = _mm256_fmadd_ps(_mm256_loadu_ps(pw.add(r * c + i)), x0, *acc);
+        }
+        i += 8;
+    }
+    let sums = finish4([0, 1, 2, 3].map(|r| _mm256_add_ps(acc0[r], acc1[r])));
+    _mm_storeu_ps(out.as_mut_ptr(), sums);
+    if i < c {
+        for (r, o) in out.iter_mut().enumerate() {
+            let row = &w[r * c..][..c];
+            *o += row[i..].iter().zip(&x[i..]).map(|(w, x)| w * x).sum::<f32>();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matvec_rows_match_single_row_dots_whatever_the_grouping() {
+        // Widths with and without 16- and 8-value tails; row counts with a partial group.
+        for c in [5, 8, 24, 37, 64] {
+            for oc in [1, 3, 4, 7, 9] {
+                let w: Vec<f32> = (0..oc * c).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+                let x: Vec<f32> = (0..c).map(|i| ((i * 13 % 29) as f32 - 14.0) / 7.0).collect();
+                let mut out = vec![0.0; oc];
+                matvec(&mut out, &w, None, &x);
+                for (o, row) in out.iter().zip(w.chunks_exact(c)) {
+                    assert_eq!(o.to_bits(), dot(row, &x).to_bits(), "c {c}, oc {oc}");
+                    let plain: f32 = row.iter().zip(&x).map(|(a, b)| a * b).sum();
+                    assert!((o - plain).abs() < 1e-3, "c {c}, oc {oc}: {o} vs {plain}");
+                }
+            }
+        }
+    }
+}
