@@ -216,25 +216,28 @@ impl Gpt {
             );
         }
         let (tape, layers) = (&mut self.tape, &self.layers);
-        tape.reset();
-        let c = cfg.n_embd;
-        let zero_shift = (!cfg.bias).then(|| tape.constant(&[c], &vec![0.0; c]));
-        let dropout = cfg.dropout;
-        let rng = dropout_rng.filter(|_| dropout > 0.0);
-        let mut step = Step { n_head: cfg.n_head, dropout, rng, zero_shift };
-        let positions: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
+        // On a pool thread, so that each op forks and joins cheaply.
+        tensor::on_pool(move || {
+            tape.reset();
+            let c = cfg.n_embd;
+            let zero_shift = (!cfg.bias).then(|| tape.constant(&[c], &vec![0.0; c]));
+            let dropout = cfg.dropout;
+            let rng = dropout_rng.filter(|_| dropout > 0.0);
+            let mut step = Step { n_head: cfg.n_head, dropout, rng, zero_shift };
+            let positions: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
 
-        let tok_emb = tape.embedding(layers.wte, tokens, &[b, t]); // (B, T, C)
-        let pos_emb = tape.embedding(layers.wpe, &positions, &[b, t]); // (B, T, C)
-        let x = tape.add(tok_emb, pos_emb); // (B, T, C)
-        let mut x = step.dropout(tape, x); // (B, T, C)
-        for block in &layers.h {
-            x = block.forward(tape, x, &mut step); // (B, T, C)
-        }
-        let x = layers.ln_f.forward(tape, x, zero_shift); // (B, T, C)
-        let logits = tape.matmul(x, layers.wte, None); // (B, T, V), head tied to wte
-        let loss = targets.map(|targets| tape.cross_entropy(logits, targets, None)); // ()
-        ForwardOutput { logits, loss }
+            let tok_emb = tape.embedding(layers.wte, tokens, &[b, t]); // (B, T, C)
+            let pos_emb = tape.embedding(layers.wpe, &positions, &[b, t]); // (B, T, C)
+            let x = tape.add(tok_emb, pos_emb); // (B, T, C)
+            let mut x = step.dropout(tape, x); // (B, T, C)
+            for block in &layers.h {
+                x = block.forward(tape, x, &mut step); // (B, T, C)
+            }
+            let x = layers.ln_f.forward(tape, x, zero_shift); // (B, T, C)
+            let logits = tape.matmul(x, layers.wte, None); // (B, T, V), head tied to wte
+            let loss = targets.map(|targets| tape.cross_entropy(logits, targets, None)); // ()
+            ForwardOutput { logits, loss }
+        })
     }
 
     /// Accumulates every parameter's gradient of `loss` into `grads`.

@@ -4,15 +4,19 @@
 //! # Blocking (Goto / BLIS style)
 //!
 //! ```text
-//! for each block of KC steps of the contraction index p (in order, always the same KC):
-//!   pack B[block, :] into NR-wide panels of kc groups of NR values, in parallel  ← L2/L3
-//!   parallel over output tiles (≤ MC rows × NC columns), each tile owned by one task:
-//!     pack A[tile rows, block] into MR-row panels (zero-padded past row m)      ← L2
-//!     for each NR-wide panel of B in the tile:                                  ← L1
+//! pack all of B, block by block of KC steps of the contraction index p (always the same
+//! KC), into NR-wide panels of kc groups of NR values, in parallel                ← L2/L3
+//! parallel over output tiles (≤ MC rows × NC columns), each tile owned by one task:
+//!   for each block of KC steps, in order:
+//!     pack A[tile rows, block] into MR-row panels (zero-padded past row m)        ← L2
+//!     for each NR-wide panel of B in the tile:                                    ← L1
 //!       for each MR-row panel of A:
 //!         micro-kernel: an MR×NR register tile acc = Σ_p a[:, p] ⊗ b[p, :]
 //!         C[sub-tile] = acc (first block, no accumulate) or C[sub-tile] + acc
 //! ```
+//!
+//! (When all of B packed would be too large, as for a big vocabulary's logits, the
+//! blocks go in groups: pack the group's blocks, then every tile runs the group's blocks.)
 //!
 //! The micro-kernels (in `kernel.rs`) keep MR × NR/LANES SIMD accumulators in registers
 //! and, per step of p, load NR values of B and broadcast MR values of A: 14×32 with AVX-512
@@ -176,6 +180,9 @@ const KC: usize = 256;
 const TILES_PER_THREAD: usize = 4;
 /// Products with fewer multiply-adds than this (about 20 µs of work) run on one thread.
 const SERIAL_BELOW: usize = 1 << 20;
+/// Most packed values of B held at once (16 MiB): longer contractions are packed and
+/// multiplied a group of KC blocks at a time.
+const MAX_PACKED_B: usize = 1 << 22;
 /// Fewest row panels per output tile, so that each packed panel of B is reused enough.
 const MIN_PANELS: usize = 4;
 
@@ -206,36 +213,68 @@ fn with_buffer<R>(key: &'static LocalKey<Cell<Vec<f32>>>, len: usize, f: impl Fn
 }
 
 /// The packed GEMM described in the module comment, for one micro-kernel.
+///
+/// B is packed for a whole group of KC blocks at once (the whole contraction unless that
+/// would exceed [`MAX_PACKED_B`]), so that a call forks and joins twice per group rather
+/// than twice per block, and each task runs all of the group's blocks on its own tile
+/// while that tile of C is in cache. The blocks still add into C one after another, so the
+/// result is the same as with one block at a time.
 fn gemm_packed<K: Kernel>(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &mut [f32], accumulate: bool) {
+    gemm_packed_grouped::<K>(m, k, n, a, b, c, accumulate, MAX_PACKED_B);
+}
+
+/// [`gemm_packed`] holding at most `max_packed_b` packed values of B (but at least one block).
+#[allow(clippy::too_many_arguments)]
+fn gemm_packed_grouped<K: Kernel>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Mat,
+    b: Mat,
+    c: &mut [f32],
+    accumulate: bool,
+    max_packed_b: usize,
+) {
     let n_padded = n.div_ceil(K::NR) * K::NR;
     // Small products run on the calling thread: waking others would cost more than it saves.
     let min_len = if m * k * n < SERIAL_BELOW { usize::MAX } else { 1 };
     let (mc, nc) = tile_size::<K>(m, n);
     let (tiles_m, tiles_n) = (m.div_ceil(mc), n.div_ceil(nc));
     let c_ptr = SendPtr(c.as_mut_ptr());
-    with_buffer(&PACKED_B, KC.min(k) * n_padded, |packed_b| {
-        for (blk, p0) in (0..k).step_by(KC).enumerate() {
-            let kc = KC.min(k - p0);
-            let packed_b = &mut packed_b[..kc * n_padded];
-            // Groups of 4 panels of kc × NR, so that a transposed B is read a line at a time.
-            let groups = packed_b.par_chunks_mut(4 * kc * K::NR).with_min_len(min_len);
-            groups.enumerate().for_each(|(group, out)| {
-                let j0 = group * 4 * K::NR;
-                let src = Source {
-                    data: b.data,
-                    start: p0 * b.rs + j0 * b.cs,
-                    lanes: n - j0,
-                    lane_stride: b.cs,
-                    k_stride: b.rs,
-                };
-                pack_block(out, kc * K::NR, K::NR, kc, &src);
+    let group_len = KC * (max_packed_b / (KC * n_padded)).max(1);
+    with_buffer(&PACKED_B, group_len.min(k) * n_padded, |packed_b| {
+        for g0 in (0..k).step_by(group_len) {
+            let g_len = group_len.min(k - g0);
+            let packed_b = &mut packed_b[..g_len * n_padded];
+            // Each block is kc × n padded (only the last one short); within a block, groups
+            // of 4 panels of kc × NR, so that a transposed B is read a line at a time.
+            let blocks = packed_b.par_chunks_mut(KC * n_padded).with_min_len(min_len);
+            blocks.enumerate().for_each(|(blk, block)| {
+                let p0 = g0 + blk * KC;
+                let kc = KC.min(k - p0);
+                let groups = block.par_chunks_mut(4 * kc * K::NR).with_min_len(min_len);
+                groups.enumerate().for_each(|(group, out)| {
+                    let j0 = group * 4 * K::NR;
+                    let src = Source {
+                        data: b.data,
+                        start: p0 * b.rs + j0 * b.cs,
+                        lanes: n - j0,
+                        lane_stride: b.cs,
+                        k_stride: b.rs,
+                    };
+                    pack_block(out, kc * K::NR, K::NR, kc, &src);
+                });
             });
             let packed_b = &*packed_b;
-            let block = Block { p0, kc, overwrite: blk == 0 && !accumulate };
             (0..tiles_m * tiles_n).into_par_iter().with_min_len(min_len).for_each(|tile| {
                 let (i0, j0) = ((tile / tiles_n) * mc, (tile % tiles_n) * nc);
                 let tile = Tile { i0, mi: mc.min(m - i0), j0, nj: nc.min(n - j0) };
-                gemm_tile::<K>(&tile, &block, n, a, packed_b, &c_ptr);
+                for p0 in (g0..g0 + g_len).step_by(KC) {
+                    let kc = KC.min(k - p0);
+                    let block = Block { p0, kc, overwrite: p0 == 0 && !accumulate };
+                    let block_b = &packed_b[(p0 - g0) * n_padded..][..kc * n_padded];
+                    gemm_tile::<K>(&tile, &block, n, a, block_b, &c_ptr);
+                }
             });
         }
     });
@@ -367,6 +406,21 @@ fn pack_block(dst: &mut [f32], panel_stride: usize, W: usize, kc: usize, src: &S
             let panel = &mut dst[(l / W) * panel_stride..][..kc * W];
             for (group, &x) in panel.chunks_exact_mut(W).zip(from) {
                 group[l % W] = x;
+            }
+        }
+    } else if src.lane_stride == 1 {
+        // Each step's lanes are one contiguous run: copy it W lanes at a time into the panels
+        // (a partial last group lands in a panel zeroed above).
+        for p in 0..kc {
+            let run = &src.data[src.start + p * src.k_stride..][..lanes];
+            let mut groups = dst.chunks_exact_mut(panel_stride).map(|panel| &mut panel[p * W..][..W]);
+            let full = run.chunks_exact(W);
+            let rest = full.remainder();
+            for (from, group) in full.zip(groups.by_ref()) {
+                group.copy_from_slice(from);
+            }
+            if let Some(group) = groups.next().filter(|_| !rest.is_empty()) {
+                group[..rest.len()].copy_from_slice(rest);
             }
         }
     } else {
@@ -531,6 +585,35 @@ mod tests {
                 gemm_packed::<Wide>(m, k, n, am, bm, &mut ours, true);
                 let same = ours.iter().zip(&narrow).all(|(x, y)| x.to_bits() == y.to_bits());
                 assert!(same, "gemm ({m},{k},{n}) a.rs={}: 14×32 tiling differs from 6×16", am.rs);
+            }
+        }
+    }
+
+    /// Packing B a few blocks at a time gives the same bits as packing it all at once.
+    #[test]
+    fn grouped_blocks_give_the_same_bits_as_one_group() {
+        let mut rng = Rng::seeded(6);
+        let (m, k, n) = (40, 1300, 35);
+        let a = Tensor::randn(&[m, k], 1.0, &mut rng);
+        let b = Tensor::randn(&[k, n], 1.0, &mut rng);
+        let (am, bm) = (Mat::rows(&a.data, k), Mat::rows(&b.data, n));
+        for accumulate in [false, true] {
+            let mut whole = vec![0.5; m * n];
+            gemm_packed_grouped::<PortableKernel>(m, k, n, am, bm, &mut whole, accumulate, usize::MAX);
+            for max_packed_b in [1, 2 * KC * 48] {
+                let mut grouped = vec![0.5; m * n];
+                gemm_packed_grouped::<PortableKernel>(
+                    m,
+                    k,
+                    n,
+                    am,
+                    bm,
+                    &mut grouped,
+                    accumulate,
+                    max_packed_b,
+                );
+                let same = grouped.iter().zip(&whole).all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "gemm ({m},{k},{n}): groups of {max_packed_b} values differ from one group");
             }
         }
     }

@@ -25,11 +25,14 @@ impl Grads {
         self.slots.get_mut(id.0).map(|g| g.as_mut_slice()).unwrap_or(&mut [])
     }
 
-    /// Zeroes every gradient, parameters included: once per optimizer step.
+    /// Zeroes every parameter gradient, once per optimizer step, and empties the
+    /// activation gradients (the next backward zeroes those it uses; emptying keeps their
+    /// memory, so clearing them costs nothing).
     pub fn zero(&mut self) {
-        for g in &mut self.slots {
-            g.fill(0.0);
-        }
+        let n_params = self.n_params.min(self.slots.len());
+        let (params, activations) = self.slots.split_at_mut(n_params);
+        params.iter_mut().for_each(|g| g.fill(0.0));
+        activations.iter_mut().for_each(Vec::clear);
     }
 
     /// Zeroes the activation gradients of this step's tensors that need one, and makes

@@ -21,5 +21,5 @@ pub mod tensor;
 
 pub use grads::Grads;
 pub use rng::Rng;
-pub use tape::{Op, Record, Tape, TensorId};
+pub use tape::{on_pool, Op, Record, Tape, TensorId};
 pub use tensor::Tensor;

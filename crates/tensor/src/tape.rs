@@ -138,7 +138,10 @@ pub struct Tape {
     n_params: usize,
     /// Live tensors this step; `values[len..]` are spare buffers kept from earlier steps.
     len: usize,
+    /// This step's records are `records[..n_records]`; the rest are kept from earlier
+    /// steps so that recording reuses their vectors instead of allocating.
     records: Vec<Record>,
+    n_records: usize,
     /// Time per op kind, when profiling is on (see [`Tape::set_profiling`]). Behind a
     /// mutex so that `backward(&self)` can add to it.
     profile: Mutex<Option<Profile>>,
@@ -190,6 +193,14 @@ impl Op {
     }
 }
 
+/// Runs `f` on a worker thread of the current rayon pool (inline when already on one)
+/// and returns its result. A sequence of parallel ops started from outside the pool
+/// hands every op to a worker and sleeps until it is done; run from inside, each op
+/// forks and joins cheaply. Wrap a whole forward or backward pass in it.
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
+}
+
 impl Tape {
     pub fn new() -> Tape {
         Tape::default()
@@ -237,7 +248,7 @@ impl Tape {
     /// Ends a step: forgets activations and records, keeps parameters and buffers.
     pub fn reset(&mut self) {
         self.len = self.n_params;
-        self.records.clear();
+        self.n_records = 0;
         if let Some(p) = self.profile_mut() {
             p.last_record = Some(Instant::now());
         }
@@ -305,7 +316,7 @@ impl Tape {
     }
 
     pub fn records(&self) -> &[Record] {
-        &self.records
+        &self.records[..self.n_records]
     }
 
     /// A new tensor of this step. Its contents are unspecified (a reused buffer): the
@@ -347,13 +358,19 @@ impl Tape {
             p.last_record = Some(now);
         }
         if self.needs_grad[output.0] {
-            self.records.push(Record {
-                op,
-                inputs: inputs.to_vec(),
-                output,
-                saved: saved.to_vec(),
-                ids: ids.to_vec(),
-            });
+            if self.n_records == self.records.len() {
+                let empty = Record { op: op.clone(), inputs: vec![], output, saved: vec![], ids: vec![] };
+                self.records.push(empty);
+            }
+            let rec = &mut self.records[self.n_records];
+            self.n_records += 1;
+            (rec.op, rec.output) = (op, output);
+            for (to, from) in [(&mut rec.inputs, inputs), (&mut rec.saved, saved)] {
+                to.clear();
+                to.extend_from_slice(from);
+            }
+            rec.ids.clear();
+            rec.ids.extend_from_slice(ids);
         }
     }
 
@@ -372,12 +389,15 @@ impl Tape {
 
     /// Backpropagates from any tensor, given the gradient of some scalar with respect to
     /// it (`dout`, same size as the tensor).
+    /// Runs on a thread of the current rayon pool (see [`on_pool`]).
     pub fn backward_from(&self, output: TensorId, dout: &[f32], grads: &mut Grads) {
-        let mut guard = self.profile.lock().unwrap_or_else(|e| e.into_inner());
-        self.backward_records(output, dout, grads, guard.as_mut());
-        if let Some(p) = guard.as_mut() {
-            p.last_record = Some(Instant::now());
-        }
+        on_pool(|| {
+            let mut guard = self.profile.lock().unwrap_or_else(|e| e.into_inner());
+            self.backward_records(output, dout, grads, guard.as_mut());
+            if let Some(p) = guard.as_mut() {
+                p.last_record = Some(Instant::now());
+            }
+        })
     }
 
     fn backward_records(
@@ -390,7 +410,7 @@ impl Tape {
         assert_eq!(dout.len(), self.value(output).data.len(), "backward_from: dout has the wrong size");
         grads.begin_backward(self);
         grads.slot(output, dout.len()).iter_mut().zip(dout).for_each(|(g, d)| *g += d);
-        for rec in self.records.iter().rev() {
+        for rec in self.records().iter().rev() {
             if rec.output.0 > output.0 {
                 continue; // recorded after the output: cannot influence it
             }
