@@ -8,17 +8,20 @@
 //! tape: a linear layer is `out[o] = bias[o] + w[o, :] · x`, each weight row contiguous.
 //!
 //! Several tokens fed at once (a prompt, or the window re-fed after it slid) go through
-//! the blocks together as a small matrix ("prefill"): the linear layers are one GEMM each,
-//! reading every weight once for all rows, and attention row i is causal over the cache up
-//! to its own position. A single token takes the matrix-vector path in `rows.rs`.
+//! the blocks together as a small matrix ("prefill"): each linear layer reads every weight
+//! once for all rows (with the row kernels of `rows.rs` for a small model and few rows,
+//! giving the bits of one token at a time; else one GEMM), and attention row i is causal
+//! over the cache up to its own position. A single token takes the matrix-vector path in
+//! `rows.rs`.
 //!
-//! Every path is deterministic for any thread count: the GEMM and the matrix-vector
-//! products split their work into fixed pieces, and attention runs on one thread.
+//! Every path is deterministic for any thread count: the GEMM, the row kernels and the
+//! matrix-vector products split their work into fixed pieces, and attention runs on one
+//! thread.
 
 use tensor::gemm::{gemm, Mat};
 
 use crate::gpt::{Block, LayerNorm, Linear};
-use crate::rows::{attend, gelu, layernorm, matvec, PARALLEL_MATVEC};
+use crate::rows::{attend, gelu_in_place, layernorm, matmul_rows, matvec, FEW_ROWS, PARALLEL_MATVEC};
 use crate::Gpt;
 
 /// Keys and values of every layer for the positions seen so far, for incremental decoding.
@@ -167,8 +170,8 @@ impl Gpt {
             matvec(&mut cache.logits, self.tape.data(layers.wte), None, &cache.normed);
         };
         if tokens.len() > 1 || 4 * cfg.n_embd * cfg.n_embd >= PARALLEL_MATVEC {
-            // The prefill's GEMMs and the large matrix-vector products fork onto rayon's
-            // pool: entering the pool once per call, not once per product, saves a
+            // The prefill's products and the large matrix-vector products fork onto
+            // rayon's pool: entering the pool once per call, not once per product, saves a
             // cross-thread hand-off each time.
             rayon::scope(|_| feed());
         } else {
@@ -204,7 +207,7 @@ impl Gpt {
             // x = x + mlp.c_proj(gelu(mlp.c_fc(ln_2(x))))
             layernorm(&mut cache.normed, &cache.x, self.norm_params(&layer.ln_2, &cache.zeros));
             self.linear(&mut cache.hidden, &layer.mlp.c_fc, &cache.normed);
-            cache.hidden.iter_mut().for_each(|h| *h = gelu(*h));
+            gelu_in_place(&mut cache.hidden);
             self.linear(&mut cache.branch, &layer.mlp.c_proj, &cache.hidden);
             cache.x.iter_mut().zip(&cache.branch).for_each(|(x, y)| *x += y);
         }
@@ -272,7 +275,7 @@ impl Gpt {
             layernorm(out, x, norm);
         }
         self.linear_rows(&mut rows.hidden, &layer.mlp.c_fc, &rows.normed, n); // (n, 4C)
-        rows.hidden.iter_mut().for_each(|h| *h = gelu(*h));
+        gelu_in_place(&mut rows.hidden);
         self.linear_rows(&mut rows.branch, &layer.mlp.c_proj, &rows.hidden, n); // (n, C)
         rows.x.iter_mut().zip(&rows.branch).for_each(|(x, y)| *x += y);
     }
@@ -283,10 +286,18 @@ impl Gpt {
         matvec(out, self.tape.data(layer.weight), bias, x);
     }
 
-    /// n positions through a linear layer as one GEMM: out (n, oc) = x (n, c) · wᵀ + bias,
-    /// as the tape's `matmul_forward` computes it, with the bias rows copied on this thread.
+    /// n positions through a linear layer: out (n, oc) = x (n, c) · wᵀ + bias. A few rows
+    /// through a small layer (oc·c below the size where a matrix-vector product goes
+    /// parallel) take the row kernels (no packing, and the bits of one position at a
+    /// time); otherwise one GEMM, as the tape's
+    /// `matmul_forward` computes it, with the bias rows copied on this thread.
     fn linear_rows(&self, out: &mut [f32], layer: &Linear, x: &[f32], n: usize) {
         let (c, oc) = (x.len() / n, out.len() / n);
+        if n <= FEW_ROWS && oc * c < PARALLEL_MATVEC {
+            let bias = layer.bias.map(|b| self.tape.data(b));
+            matmul_rows(out, self.tape.data(layer.weight), bias, x, n);
+            return;
+        }
         if let Some(bias) = layer.bias {
             let bias = self.tape.data(bias);
             out.chunks_exact_mut(oc).for_each(|row| row.copy_from_slice(bias));
@@ -366,6 +377,21 @@ mod tests {
             let diff = a.iter().zip(&b).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
             assert!(diff <= 1e-4, "bias {bias}: a step after a prefill differs by {diff:e}");
         }
+    }
+
+    #[test]
+    fn prefill_of_a_small_model_gives_the_bits_of_one_token_at_a_time() {
+        // Small enough that the prefill's linear layers take the row kernels.
+        let gpt = random_model(config(32, true), 4);
+        let tokens: Vec<u32> = (0..20).map(|i| (i * 5 % 37) as u32).collect();
+        let (mut one, mut batched) = (gpt.new_cache(), gpt.new_cache());
+        let mut want = Vec::new();
+        for &token in &tokens {
+            want = gpt.forward_cached(&mut one, &[token]);
+        }
+        let got = gpt.forward_cached(&mut batched, &tokens);
+        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&want), "prefill and single steps differ");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Row kernels of the KV-cache inference path: layer norm, GELU and softmax of one row,
-//! one query row of causal attention over the cache, and the matrix-vector product of a
-//! linear layer at batch 1.
+//! one query row of causal attention over the cache, the matrix-vector product of a
+//! linear layer at batch 1, and the same product for a few rows at once (a prefill).
 //!
 //! They compute what the tape's kernels do, for one row and without rayon: the tape's
 //! kernels fork onto the thread pool on every call, which for a single row of a small
@@ -30,11 +30,31 @@ pub(crate) fn layernorm(out: &mut [f32], x: &[f32], (gain, shift): (&[f32], &[f3
 
 /// GPT-2's GELU, as the tape's: ½ · x · (1 + tanh(u)), u = √(2/π) · (x + 0.044715 · x³),
 /// with tanh(u) = 1 − 2 / (e²ᵘ + 1) on the tensor crate's vectorisable `exp`.
+#[inline(always)]
 pub(crate) fn gelu(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
     let u = SQRT_2_OVER_PI * (x + 0.044715 * x * x * x);
     let tanh = 1.0 - 2.0 / (exp(2.0 * u) + 1.0);
     0.5 * x * (1.0 + tanh)
+}
+
+/// xs[i] ← gelu(xs[i]) for every element, eight lanes at a time where the CPU has AVX2:
+/// the same operations as [`gelu`] on each value, so the same bits.
+pub(crate) fn gelu_in_place(xs: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { gelu_in_place_avx2(xs) };
+        return;
+    }
+    xs.iter_mut().for_each(|x| *x = gelu(*x));
+}
+
+/// [`gelu_in_place`]'s loop compiled for AVX2 (without FMA, which would change the bits).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn gelu_in_place_avx2(xs: &mut [f32]) {
+    xs.iter_mut().for_each(|x| *x = gelu(*x));
 }
 
 /// probs = softmax(scores), one row, the maximum subtracted first.
@@ -98,6 +118,82 @@ pub(crate) fn matvec(out: &mut [f32], w: &[f32], bias: Option<&[f32]>, x: &[f32]
     }
     if let Some(bias) = bias {
         out.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
+    }
+}
+
+/// Matrix products with at most this many input rows, and small weights (oc·c below
+/// [`PARALLEL_MATVEC`]), go through [`matmul_rows`] rather than a GEMM.
+pub(crate) const FEW_ROWS: usize = 64;
+
+/// Rows of x per parallel task in [`matmul_rows`].
+const ROWS_PER_TASK: usize = 8;
+
+/// out (n, oc) = x (n, c) · wᵀ + bias for a few rows of x, without packing: each group of
+/// four weight rows is loaded into L1 once and dotted with every row of x (of a task's
+/// [`ROWS_PER_TASK`] rows, when n is large enough to split across threads). Each element
+/// is computed by exactly the instructions [`matvec`] uses for it, so feeding rows
+/// together gives the bits of feeding them one at a time, whatever the thread count.
+pub(crate) fn matmul_rows(out: &mut [f32], w: &[f32], bias: Option<&[f32]>, x: &[f32], n: usize) {
+    let (c, oc) = (x.len() / n, out.len() / n);
+    assert!(
+        x.len() == n * c && out.len() == n * oc && w.len() == oc * c,
+        "matmul_rows: x {} values, out {} values, w {} values for n = {n}, c = {c}, oc = {oc}",
+        x.len(),
+        out.len(),
+        w.len()
+    );
+    if n >= 2 * ROWS_PER_TASK {
+        out.par_chunks_mut(ROWS_PER_TASK * oc)
+            .zip(x.par_chunks(ROWS_PER_TASK * c))
+            .for_each(|(out, x)| products_rows(out, w, x, c));
+    } else {
+        products_rows(out, w, x, c);
+    }
+    if let Some(bias) = bias {
+        for out in out.chunks_exact_mut(oc) {
+            out.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
+        }
+    }
+}
+
+/// out (n, oc) = x (n, c) · wᵀ, weight group outermost: four weight rows at a time where the
+/// CPU has AVX2 + FMA, each group dotted with every row of x while it is in L1.
+fn products_rows(out: &mut [f32], w: &[f32], x: &[f32], c: usize) {
+    let oc = w.len() / c;
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA, checked above.
+        unsafe { products_rows_avx2(out, w, x, c) };
+        return;
+    }
+    for (out, x) in out.chunks_exact_mut(oc).zip(x.chunks_exact(c)) {
+        matvec_rows(out, w, x);
+    }
+}
+
+/// [`products_rows`] with AVX2 + FMA: each group of four weight rows goes through the rows
+/// of x two at a time ([`dot4x2_avx2`]), so every load of the weights serves two rows of x.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn products_rows_avx2(out: &mut [f32], w: &[f32], x: &[f32], c: usize) {
+    let oc = w.len() / c;
+    let groups = oc / 4;
+    for (g, w) in w.chunks_exact(4 * c).enumerate() {
+        let mut outs = out.chunks_exact_mut(2 * oc);
+        let mut xs = x.chunks_exact(2 * c);
+        for (out, x) in (&mut outs).zip(&mut xs) {
+            let (a, b) = out.split_at_mut(oc);
+            dot4x2_avx2([&mut a[4 * g..][..4], &mut b[4 * g..][..4]], w, x.split_at(c));
+        }
+        let out = outs.into_remainder();
+        if !out.is_empty() {
+            dot4_avx2(&mut out[4 * g..][..4], w, xs.remainder());
+        }
+    }
+    for (o, row) in w.chunks_exact(c).enumerate().skip(4 * groups) {
+        for (out, x) in out.chunks_exact_mut(oc).zip(x.chunks_exact(c)) {
+            out[o] = dot_avx2(row, x);
+        }
     }
 }
 
@@ -235,6 +331,54 @@ unsafe fn dot4_avx2(out: &mut [f32], w: &[f32], x: &[f32]) {
     }
 }
 
+/// out[t][r] = w[r, :] · x_t for four consecutive rows of w (4, c) and two rows of x, each
+/// with the chain of fused multiply-adds [`dot_avx2`] uses: the first accumulator takes
+/// the 16-value steps' first halves and then the 8-value step, the second their second
+/// halves. The two accumulators are run one after the other, so the eight chains of each
+/// fit in registers next to the loads they share.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4x2_avx2(out: [&mut [f32]; 2], w: &[f32], (xa, xb): (&[f32], &[f32])) {
+    use std::arch::x86_64::*;
+    let c = xa.len();
+    debug_assert!(out.iter().all(|o| o.len() == 4) && w.len() == 4 * c && xb.len() == c);
+    let (pw, pa, pb) = (w.as_ptr(), xa.as_ptr(), xb.as_ptr());
+    // acc[t][r] += w[r, i..i + 8] · x_t[i..i + 8], lane by lane, for i = start, start + 16, …
+    // while i + 8 ≤ end.
+    let chain = |start: usize, end: usize, [acc_a, acc_b]: &mut [[__m256; 4]; 2]| {
+        let mut i = start;
+        while i + 8 <= end {
+            let (a, b) = (_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)));
+            for (r, (sa, sb)) in acc_a.iter_mut().zip(acc_b.iter_mut()).enumerate() {
+                let wr = _mm256_loadu_ps(pw.add(r * c + i));
+                *sa = _mm256_fmadd_ps(wr, a, *sa);
+                *sb = _mm256_fmadd_ps(wr, b, *sb);
+            }
+            i += 16;
+        }
+    };
+    let full = c - c % 16;
+    let mut acc0 = [[_mm256_setzero_ps(); 4]; 2];
+    chain(0, full, &mut acc0);
+    let mut i = full;
+    if i + 8 <= c {
+        chain(i, i + 8, &mut acc0);
+        i += 8;
+    }
+    let mut acc1 = [[_mm256_setzero_ps(); 4]; 2];
+    chain(8, full, &mut acc1);
+    for (t, (out, x)) in out.into_iter().zip([xa, xb]).enumerate() {
+        let sums = finish4([0, 1, 2, 3].map(|r| _mm256_add_ps(acc0[t][r], acc1[t][r])));
+        _mm_storeu_ps(out.as_mut_ptr(), sums);
+        if i < c {
+            for (r, o) in out.iter_mut().enumerate() {
+                let row = &w[r * c..][..c];
+                *o += row[i..].iter().zip(&x[i..]).map(|(w, x)| w * x).sum::<f32>();
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +396,28 @@ mod tests {
                     assert_eq!(o.to_bits(), dot(row, &x).to_bits(), "c {c}, oc {oc}");
                     let plain: f32 = row.iter().zip(&x).map(|(a, b)| a * b).sum();
                     assert!((o - plain).abs() < 1e-3, "c {c}, oc {oc}: {o} vs {plain}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matmul_rows_gives_the_bits_of_one_matvec_per_row() {
+        // Odd and even row counts, so both the paired and the single-row kernels run.
+        for c in [5, 8, 24, 37, 64] {
+            for oc in [1, 4, 7, 9] {
+                for n in [1, 2, 3, 6] {
+                    let w: Vec<f32> = (0..oc * c).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+                    let x: Vec<f32> = (0..n * c).map(|i| ((i * 13 % 29) as f32 - 14.0) / 7.0).collect();
+                    let bias: Vec<f32> = (0..oc).map(|i| i as f32 / 3.0).collect();
+                    let mut out = vec![0.0; n * oc];
+                    matmul_rows(&mut out, &w, Some(&bias), &x, n);
+                    for (got, x) in out.chunks_exact(oc).zip(x.chunks_exact(c)) {
+                        let mut want = vec![0.0; oc];
+                        matvec(&mut want, &w, Some(&bias), x);
+                        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(got), bits(&want), "c {c}, oc {oc}, n {n}");
+                    }
                 }
             }
         }
