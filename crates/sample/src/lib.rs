@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use data::{DataError, Tokenizer};
-use model::checkpoint::Checkpoint;
+use model::checkpoint::{Checkpoint, CheckpointError};
 use model::sampling::{log_prob, Decoder};
 use model::Gpt;
 
@@ -21,6 +21,8 @@ pub enum SampleError {
     Message(String),
     #[error(transparent)]
     Data(#[from] DataError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
 }
 
 /// The checkpoint file behind `path`: the file itself, or in a run folder `best.ckpt`,
@@ -63,8 +65,7 @@ pub fn load(path: &Path) -> Result<Loaded, SampleError> {
             path.display()
         )));
     }
-    // The message already holds the cause: flattening it keeps `{:#}` from printing it twice.
-    let ckpt = Checkpoint::load(&path).map_err(|e| SampleError::Message(e.to_string()))?;
+    let ckpt = Checkpoint::load(&path)?;
     let tokenizer = data::tokenizer_from_bytes(&ckpt.tokenizer).map_err(|e| {
         SampleError::Message(format!("{}: the embedded tokenizer cannot be read: {e}", path.display()))
     })?;
