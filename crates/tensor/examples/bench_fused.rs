@@ -33,7 +33,7 @@ fn main() {
             let (mut y, mut lse) = (vec![0.0; b * t * c], vec![0.0; b * nh * t]);
             let mut dqkv = vec![0.0; b * t * 3 * c];
             let fwd = best(|| attention_forward(&mut y, &mut lse, &qkv.data, b, t, nh, hs));
-            let bwd = best(|| attention_backward(&mut dqkv, &dy.data, &qkv.data, &y, &lse, b, t, nh, hs));
+            let bwd = best(|| attention_backward(&mut dqkv, &dy.data, &qkv.data, &y, &lse, b, t, nh, hs, false));
             // One causal product of (t × hs) by (hs × t): t²/2 multiply-adds per (batch, head).
             let product = (b * nh * t * t * hs) as f64;
             println!(

@@ -40,7 +40,7 @@ fn main() {
     let f = 4; // bytes per f32
     let big = n * 4 * c;
     time("gelu forward (n, 4c)", 2 * f * big, || ew::gelu_forward(&mut out, &x));
-    time("gelu backward (n, 4c)", 4 * f * big, || ew::gelu_backward(&mut dx, &dout, &x));
+    time("gelu backward (n, 4c)", 4 * f * big, || ew::gelu_backward(&mut dx, &dout, &x, true));
     let (xs, ds) = (&x[..n * c], &dout[..n * c]);
     time("add forward (n, c)", 3 * f * n * c, || ew::add_forward(&mut out[..n * c], xs, ds));
     time("add backward (n, c)", 3 * f * n * c, || ew::add_backward(&mut dx[..n * c], ds));
@@ -55,7 +55,7 @@ fn main() {
     });
     time("layernorm backward (n, c)", 3 * f * n * c, || {
         layernorm_backward(
-            Some(&mut dx[..n * c]),
+            Some((&mut dx[..n * c], true)),
             Some(&mut dg),
             Some(&mut db),
             ds,

@@ -1,14 +1,30 @@
 //! `Grads`: one gradient buffer per tensor id, kept from step to step.
 //!
 //! Parameter gradients accumulate across backward passes until [`Grads::zero`] (so
-//! micro-batches add up); activation gradients are zeroed by each backward pass itself.
+//! micro-batches add up). Activation gradients start each backward pass *unwritten*: their
+//! buffers keep last step's values, and the first op to contribute overwrites the whole
+//! buffer ([`Grads::slot_to_write`]) instead of adding into zeros, which spares a memset
+//! of every activation's gradient per step. An op that can only add asks for
+//! [`Grads::slot`], which zeroes an unwritten buffer first.
+
+use rayon::prelude::*;
 
 use crate::tape::{Tape, TensorId};
 
 #[derive(Default)]
 pub struct Grads {
     slots: Vec<Vec<f32>>,
+    /// Per slot: it holds no contribution of this backward pass yet (its values are stale).
+    unwritten: Vec<bool>,
     n_params: usize,
+}
+
+/// Values zeroed per parallel task.
+const ZERO_CHUNK: usize = 1 << 16;
+
+/// Sets every value to zero, in parallel for long buffers.
+fn zero_fill(g: &mut [f32]) {
+    g.par_chunks_mut(ZERO_CHUNK).for_each(|c| c.fill(0.0));
 }
 
 impl Grads {
@@ -25,22 +41,22 @@ impl Grads {
         self.slots.get_mut(id.0).map(|g| g.as_mut_slice()).unwrap_or(&mut [])
     }
 
-    /// Zeroes every parameter gradient, once per optimizer step, and empties the
-    /// activation gradients (the next backward zeroes those it uses; emptying keeps their
-    /// memory, so clearing them costs nothing).
+    /// Zeroes every parameter gradient, once per optimizer step. (Activation gradients
+    /// need nothing: each backward pass starts them unwritten.)
     pub fn zero(&mut self) {
         let n_params = self.n_params.min(self.slots.len());
-        let (params, activations) = self.slots.split_at_mut(n_params);
-        params.iter_mut().for_each(|g| g.fill(0.0));
-        activations.iter_mut().for_each(Vec::clear);
+        self.slots[..n_params].iter_mut().for_each(|g| zero_fill(g));
     }
 
-    /// Zeroes the activation gradients of this step's tensors that need one, and makes
-    /// sure every parameter has a (zero-initialised) slot.
+    /// Sizes the slots of this step's tensors: each activation that needs a gradient gets
+    /// a buffer of its size, marked unwritten; every parameter has a (zero-initialised)
+    /// slot; tensors that need no gradient have an empty one.
     pub(crate) fn begin_backward(&mut self, tape: &Tape) {
         if self.slots.len() < tape.len() {
             self.slots.resize_with(tape.len(), Vec::new);
         }
+        self.unwritten.clear();
+        self.unwritten.resize(self.slots.len(), false);
         self.n_params = tape.n_params();
         for i in 0..tape.len() {
             let id = TensorId(i);
@@ -48,24 +64,60 @@ impl Grads {
             let g = &mut self.slots[i];
             if !tape.needs_grad(id) {
                 g.clear();
-            } else if i >= self.n_params || g.len() != numel {
-                g.clear();
+            } else if i < self.n_params {
+                if g.len() != numel {
+                    g.clear();
+                    g.resize(numel, 0.0);
+                }
+            } else {
+                // Stale values are fine: the first contribution overwrites or zeroes them.
                 g.resize(numel, 0.0);
+                self.unwritten[i] = true;
             }
         }
     }
 
-    /// The gradient buffer of `id`, created as zeros of length `numel` if missing.
+    /// Whether `id`'s slot has received no contribution in this backward pass (its
+    /// gradient is zero, and its buffer holds stale values).
+    pub(crate) fn is_unwritten(&self, id: TensorId) -> bool {
+        self.unwritten.get(id.0).copied().unwrap_or(false)
+    }
+
+    /// Zeroes the slots that received no contribution, at the end of a backward pass, so
+    /// that every gradient read afterwards is right.
+    pub(crate) fn end_backward(&mut self) {
+        for (g, unwritten) in self.slots.iter_mut().zip(&mut self.unwritten) {
+            if std::mem::take(unwritten) {
+                zero_fill(g);
+            }
+        }
+    }
+
+    /// The gradient buffer of `id` for adding into, created as zeros of length `numel` if
+    /// missing (and zeroed if it is unwritten).
     pub fn slot(&mut self, id: TensorId, numel: usize) -> &mut [f32] {
+        let (g, accumulate) = self.slot_to_write(id, numel);
+        if !accumulate {
+            zero_fill(g);
+        }
+        g
+    }
+
+    /// The gradient buffer of `id` (length `numel`) for an op that writes all of it, and
+    /// whether the op must add into it (`true`: it already holds contributions) or
+    /// overwrite it (`false`: it is this pass's first contribution, over stale values).
+    pub fn slot_to_write(&mut self, id: TensorId, numel: usize) -> (&mut [f32], bool) {
         if self.slots.len() <= id.0 {
             self.slots.resize_with(id.0 + 1, Vec::new);
         }
+        let unwritten = self.unwritten.get_mut(id.0).map(std::mem::take).unwrap_or(false);
         let g = &mut self.slots[id.0];
         if g.len() != numel {
             g.clear();
             g.resize(numel, 0.0);
+            return (g, false);
         }
-        g
+        (g, !unwritten)
     }
 
     /// Takes a gradient buffer out (to read it while writing another); give it back

@@ -411,8 +411,8 @@ impl Tape {
         grads.begin_backward(self);
         grads.slot(output, dout.len()).iter_mut().zip(dout).for_each(|(g, d)| *g += d);
         for rec in self.records().iter().rev() {
-            if rec.output.0 > output.0 {
-                continue; // recorded after the output: cannot influence it
+            if rec.output.0 > output.0 || grads.is_unwritten(rec.output) {
+                continue; // recorded after the output, or off its path: no gradient flows
             }
             let start = profile.is_some().then(Instant::now);
             match &rec.op {
@@ -446,5 +446,6 @@ impl Tape {
                 p.entry(rec.op.name()).2 += start.elapsed();
             }
         }
+        grads.end_backward();
     }
 }

@@ -86,6 +86,31 @@ fn reset_reuses_buffers_and_repeats_the_step() {
     }
 }
 
+#[test]
+fn stale_activation_gradients_never_leak_into_the_next_backward_pass() {
+    // Activation gradients are overwritten by their first contribution rather than zeroed
+    // up front; a second pass over different data must see none of the first pass's values.
+    let (mut tape, p, ids) = setup();
+    let mut grads = Grads::new();
+    let loss = forward(&mut tape, &p, &ids, &mut Rng::seeded(1));
+    tape.backward(loss, &mut grads);
+
+    tape.reset();
+    let other_ids: Vec<u32> = ids.iter().map(|&i| (i * 7 + 3) % 50).collect();
+    let loss = forward(&mut tape, &p, &other_ids, &mut Rng::seeded(5));
+    let off_path = tape.gelu(p[0]); // recorded after the loss: receives no gradient
+    grads.zero();
+    tape.backward(loss, &mut grads);
+
+    let mut fresh = Grads::new();
+    tape.backward(loss, &mut fresh);
+    for i in 0..tape.len() {
+        let id = TensorId(i);
+        assert_eq!(grads.get(id), fresh.get(id), "gradient of tensor {i} differs from a fresh pass");
+    }
+    assert!(grads.get(off_path).iter().all(|&g| g == 0.0));
+}
+
 /// The loss and parameter gradients of one step, run on a pool of `threads` threads.
 fn step_on(threads: usize) -> (Vec<f32>, Vec<Vec<f32>>) {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a rayon pool");

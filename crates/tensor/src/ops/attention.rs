@@ -339,7 +339,8 @@ fn heads_to_rows(out: &mut [f32], heads: &[f32], t: usize, nh: usize, hs: usize,
     });
 }
 
-/// Given dy = ∂L/∂y (b, t, c), accumulates dqkv (b, t, 3c) += ∂L/∂qkv. Needs qkv, the
+/// Given dy = ∂L/∂y (b, t, c), accumulates dqkv (b, t, 3c) += ∂L/∂qkv (or, unless
+/// `accumulate`, overwrites dqkv with it). Needs qkv, the
 /// forward's output y and its saved lse. With dS = ∂L/∂S:
 ///
 /// ```text
@@ -358,6 +359,7 @@ pub fn attention_backward(
     t: usize,
     nh: usize,
     hs: usize,
+    accumulate: bool,
 ) {
     let c = nh * hs;
     debug_assert!(dqkv.len() == b * t * 3 * c && qkv.len() == dqkv.len());
@@ -377,7 +379,7 @@ pub fn attention_backward(
                 head_backward(dh, scratch, &head, dyb, yb, lse_h);
             },
         );
-        heads_to_rows(dqkv, d_heads, t, nh, hs, 3, true);
+        heads_to_rows(dqkv, d_heads, t, nh, hs, 3, accumulate);
     });
 }
 
@@ -542,7 +544,8 @@ pub(crate) fn backward(
     }
     let dy = grads.take(rec.output);
     let (x, y, lse) = (tape.data(qkv), tape.data(rec.output), tape.data(rec.saved[0]));
-    attention_backward(grads.slot(qkv, x.len()), &dy, x, y, lse, b, t, nh, hs);
+    let (dqkv, accumulate) = grads.slot_to_write(qkv, x.len());
+    attention_backward(dqkv, &dy, x, y, lse, b, t, nh, hs, accumulate);
     grads.put(rec.output, dy);
 }
 
@@ -575,7 +578,7 @@ mod tests {
 
             let dy = Tensor::randn(&[b, t, c], 1.0, &mut rng);
             let (mut dqkv, mut dqkv_ref) = (vec![0.5; b * t * 3 * c], vec![0.5; b * t * 3 * c]);
-            attention_backward(&mut dqkv, &dy.data, &qkv.data, &y, &lse, b, t, nh, hs);
+            attention_backward(&mut dqkv, &dy.data, &qkv.data, &y, &lse, b, t, nh, hs, true);
             attention_backward_reference(&mut dqkv_ref, &dy.data, &qkv.data, b, t, nh, hs);
             assert_close("attention backward", &dqkv, &dqkv_ref, 1e-4);
         }

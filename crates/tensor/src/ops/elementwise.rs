@@ -79,15 +79,21 @@ pub mod kernels {
         );
     }
 
-    /// dx += dout ⊙ f(x), elementwise: the backward of every op whose local derivative
-    /// depends on one input value (`f` = the derivative, or the other factor of a product).
-    fn accumulate_scaled(dx: &mut [f32], dout: &[f32], x: &[f32], f: impl Fn(f32) -> f32 + Sync) {
+    /// dx += dout ⊙ f(x) (or, unless `accumulate`, dx = dout ⊙ f(x)), elementwise: the
+    /// backward of every op whose local derivative depends on one input value (`f` = the
+    /// derivative, or the other factor of a product).
+    fn scaled_into(dx: &mut [f32], dout: &[f32], x: &[f32], accumulate: bool, f: impl Fn(f32) -> f32 + Sync) {
         debug_assert!(dx.len() == dout.len() && dx.len() == x.len());
         dx.par_chunks_mut(ELEM_CHUNK)
             .zip(dout.par_chunks(ELEM_CHUNK))
             .zip(x.par_chunks(ELEM_CHUNK))
             .for_each(|((dx, dout), x)| {
-                simd(|| dx.iter_mut().zip(dout).zip(x).for_each(|((dx, &d), &x)| *dx += d * f(x)));
+                let terms = dx.iter_mut().zip(dout).zip(x);
+                if accumulate {
+                    simd(|| terms.for_each(|((dx, &d), &x)| *dx += d * f(x)));
+                } else {
+                    simd(|| terms.for_each(|((dx, &d), &x)| *dx = d * f(x)));
+                }
             });
     }
 
@@ -97,6 +103,14 @@ pub mod kernels {
         debug_assert_eq!(dx.len(), dout.len());
         dx.par_chunks_mut(ELEM_CHUNK).zip(dout.par_chunks(ELEM_CHUNK)).for_each(|(dx, dout)| {
             dx.iter_mut().zip(dout).for_each(|(dx, &d)| *dx += d);
+        });
+    }
+
+    /// dx = dout: a pass-through gradient that is the first to reach dx.
+    pub fn copy(dx: &mut [f32], dout: &[f32]) {
+        debug_assert_eq!(dx.len(), dout.len());
+        dx.par_chunks_mut(ELEM_CHUNK).zip(dout.par_chunks(ELEM_CHUNK)).for_each(|(dx, dout)| {
+            dx.copy_from_slice(dout);
         });
     }
 
@@ -119,7 +133,7 @@ pub mod kernels {
     /// Backward of out = a ⊙ b for one factor: da (n) += dout ⊙ b, where `other` is the
     /// factor that is not being differentiated. Called once per input.
     pub fn mul_backward(dx: &mut [f32], dout: &[f32], other: &[f32]) {
-        accumulate_scaled(dx, dout, other, |b| b);
+        scaled_into(dx, dout, other, true, |b| b);
     }
 
     /// out = s · x.  x: (n)  →  out: (n). Saves nothing.
@@ -155,9 +169,10 @@ pub mod kernels {
 
     /// Backward of GELU. With u = √(2/π) · (x + 0.044715 · x³) and out = ½x · (1 + tanh u):
     ///   ∂out/∂x = ½ · (1 + tanh u) + ½x · (1 − tanh² u) · √(2/π) · (1 + 3 · 0.044715 · x²)
-    /// dx (n) += dout ⊙ ∂out/∂x, where x (n) is the forward input.
-    pub fn gelu_backward(dx: &mut [f32], dout: &[f32], x: &[f32]) {
-        accumulate_scaled(dx, dout, x, |x| {
+    /// dx (n) += dout ⊙ ∂out/∂x, where x (n) is the forward input (or, unless `accumulate`,
+    /// dx = dout ⊙ ∂out/∂x).
+    pub fn gelu_backward(dx: &mut [f32], dout: &[f32], x: &[f32], accumulate: bool) {
+        scaled_into(dx, dout, x, accumulate, |x| {
             let x2 = x * x;
             let tanh_u = tanh(GELU_SCALE * (x + GELU_CUBIC * x2 * x));
             let du_dx = GELU_SCALE * (1.0 + 3.0 * GELU_CUBIC * x2);
@@ -173,7 +188,7 @@ pub mod kernels {
     /// Backward of ReLU: dx (n) += dout where x > 0 (the derivative at 0 is taken as 0, as
     /// PyTorch does).
     pub fn relu_backward(dx: &mut [f32], dout: &[f32], x: &[f32]) {
-        accumulate_scaled(dx, dout, x, |x| if x > 0.0 { 1.0 } else { 0.0 });
+        scaled_into(dx, dout, x, true, |x| if x > 0.0 { 1.0 } else { 0.0 });
     }
 }
 
@@ -256,7 +271,10 @@ pub(crate) fn add_backward(rec: &Record, grads: &mut Grads, n: usize) {
     // One input at a time, so add(x, x) simply accumulates twice into x's slot.
     for &x in &rec.inputs {
         if wants_grad(grads, x, n) {
-            kernels::add_backward(grads.slot(x, n), &dout);
+            match grads.slot_to_write(x, n) {
+                (dx, true) => kernels::add_backward(dx, &dout),
+                (dx, false) => kernels::copy(dx, &dout),
+            }
         }
     }
     grads.put(rec.output, dout);
@@ -284,7 +302,8 @@ pub(crate) fn scale_backward(rec: &Record, grads: &mut Grads, n: usize, s: f32) 
 pub(crate) fn gelu_backward(tape: &Tape, rec: &Record, grads: &mut Grads, n: usize) {
     let x = rec.inputs[0];
     let dout = grads.take(rec.output);
-    kernels::gelu_backward(grads.slot(x, n), &dout, tape.data(x));
+    let (dx, accumulate) = grads.slot_to_write(x, n);
+    kernels::gelu_backward(dx, &dout, tape.data(x), accumulate);
     grads.put(rec.output, dout);
 }
 
@@ -355,7 +374,7 @@ mod tests {
         let mut y = [0.0f32; 10];
         gelu_forward(&mut y, &x);
         let mut dx = [0.0f32; 10];
-        gelu_backward(&mut dx, &[1.0; 10], &x);
+        gelu_backward(&mut dx, &[1.0; 10], &x, true);
         for i in 0..10 {
             assert!(
                 (y[i] - torch_y[i]).abs() <= 1e-6,
@@ -381,7 +400,7 @@ mod tests {
         gelu_forward(&mut y, &x);
         assert_eq!(y, [0.0, 0.0, 30.0, 100.0]);
         let mut dx = [0.0f32; 4];
-        gelu_backward(&mut dx, &[1.0; 4], &x);
+        gelu_backward(&mut dx, &[1.0; 4], &x, true);
         assert_eq!(dx, [0.0, 0.0, 1.0, 1.0]);
     }
 

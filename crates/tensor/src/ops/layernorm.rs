@@ -58,11 +58,11 @@ pub fn layernorm_forward(
 /// The dx line: ∂norm_j/∂x_i = rstd · (δ_ij − 1/c − norm_i · norm_j / c), because
 /// ∂mean/∂x_i = 1/c and ∂rstd/∂x_i = −rstd² · norm_i / c; summing dnorm_j over j gives it.
 /// dout, x: (n, c)  gamma: (c)  mean, rstd: (n) as saved by forward. Each gradient is
-/// optional; dgamma and dbeta sum rows in chunks of [`ROW_CHUNK`] added in order, so the
+/// optional; dx comes with whether to add into it (`true`) or overwrite it (`false`); dgamma and dbeta sum rows in chunks of [`ROW_CHUNK`] added in order, so the
 /// result does not depend on the thread count.
 #[allow(clippy::too_many_arguments)]
 pub fn layernorm_backward(
-    dx: Option<&mut [f32]>,
+    dx: Option<(&mut [f32], bool)>,
     dgamma: Option<&mut [f32]>,
     dbeta: Option<&mut [f32]>,
     dout: &[f32],
@@ -77,7 +77,7 @@ pub fn layernorm_backward(
     if c == 0 {
         return;
     }
-    if let Some(dx) = dx {
+    if let Some((dx, accumulate)) = dx {
         dx.par_chunks_mut(ROW_CHUNK * c)
             .zip(dout.par_chunks(ROW_CHUNK * c))
             .zip(x.par_chunks(ROW_CHUNK * c))
@@ -91,8 +91,12 @@ pub fn layernorm_backward(
                         dnorm.iter_mut().zip(dout).zip(gamma).for_each(|((dn, &d), &g)| *dn = d * g);
                         let dnorm_mean = lane_sum(&dnorm, &dnorm, |dn, _| dn) / c as f32;
                         let dnorm_norm_mean = lane_sum(&dnorm, x, |dn, v| dn * (v - m) * s) / c as f32;
-                        for ((dx, &dn), &v) in dx.iter_mut().zip(&dnorm).zip(x) {
-                            *dx += s * (dn - dnorm_mean - (v - m) * s * dnorm_norm_mean);
+                        let dxs = dx.iter_mut().zip(&dnorm).zip(x);
+                        let grad = |dn: f32, v: f32| s * (dn - dnorm_mean - (v - m) * s * dnorm_norm_mean);
+                        if accumulate {
+                            dxs.for_each(|((dx, &dn), &v)| *dx += grad(dn, v));
+                        } else {
+                            dxs.for_each(|((dx, &dn), &v)| *dx = grad(dn, v));
                         }
                     }
                 })
@@ -175,7 +179,7 @@ pub(crate) fn backward(tape: &Tape, rec: &Record, grads: &mut Grads, n: usize, c
         // `grads` while dx is borrowed from it.
         let mut dgamma = tape.needs_grad(gamma).then(|| take_slot(grads, gamma, c));
         let mut dbeta = tape.needs_grad(beta).then(|| take_slot(grads, beta, c));
-        let dx = tape.needs_grad(x).then(|| grads.slot(x, n * c));
+        let dx = tape.needs_grad(x).then(|| grads.slot_to_write(x, n * c));
         layernorm_backward(dx, dgamma.as_deref_mut(), dbeta.as_deref_mut(), &dout, xd, gd, mean, rstd, n, c);
         if let Some(g) = dgamma {
             grads.put(gamma, g);
@@ -186,7 +190,18 @@ pub(crate) fn backward(tape: &Tape, rec: &Record, grads: &mut Grads, n: usize, c
     } else {
         // The same tensor passed twice: accumulate into one slot at a time.
         if tape.needs_grad(x) {
-            layernorm_backward(Some(grads.slot(x, n * c)), None, None, &dout, xd, gd, mean, rstd, n, c);
+            layernorm_backward(
+                Some((grads.slot(x, n * c), true)),
+                None,
+                None,
+                &dout,
+                xd,
+                gd,
+                mean,
+                rstd,
+                n,
+                c,
+            );
         }
         if tape.needs_grad(gamma) {
             layernorm_backward(None, Some(grads.slot(gamma, c)), None, &dout, xd, gd, mean, rstd, n, c);

@@ -26,12 +26,13 @@ pub fn matmul_forward(
 }
 
 /// Given dout = ∂L/∂out (n, oc), accumulates (each optional)
-///   dx (n, c)  += dout · w
+///   dx (n, c)  += dout · w   (or, unless `accumulate_dx`, dx = dout · w)
 ///   dw (oc, c) += doutᵀ · x
 ///   dbias (oc) += Σ_rows dout
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_backward(
     dx: Option<&mut [f32]>,
+    accumulate_dx: bool,
     dw: Option<&mut [f32]>,
     dbias: Option<&mut [f32]>,
     dout: &[f32],
@@ -42,7 +43,7 @@ pub fn matmul_backward(
     oc: usize,
 ) {
     if let Some(dx) = dx {
-        gemm(n, oc, c, Mat::rows(dout, oc), Mat::rows(w, c), dx, true);
+        gemm(n, oc, c, Mat::rows(dout, oc), Mat::rows(w, c), dx, accumulate_dx);
     }
     if let Some(dw) = dw {
         gemm(oc, n, c, Mat::transposed(dout, oc), Mat::rows(x, c), dw, true);
@@ -99,14 +100,15 @@ pub(crate) fn backward(tape: &Tape, rec: &Record, grads: &mut Grads, n: usize, c
     let dout = grads.take(rec.output);
     let (xd, wd) = (tape.data(x), tape.data(w));
     if tape.needs_grad(x) {
-        matmul_backward(Some(grads.slot(x, n * c)), None, None, &dout, xd, wd, n, c, oc);
+        let (dx, accumulate) = grads.slot_to_write(x, n * c);
+        matmul_backward(Some(dx), accumulate, None, None, &dout, xd, wd, n, c, oc);
     }
     if tape.needs_grad(w) {
-        matmul_backward(None, Some(grads.slot(w, oc * c)), None, &dout, xd, wd, n, c, oc);
+        matmul_backward(None, true, Some(grads.slot(w, oc * c)), None, &dout, xd, wd, n, c, oc);
     }
     if let Some(&b) = rec.inputs.get(2) {
         if tape.needs_grad(b) {
-            matmul_backward(None, None, Some(grads.slot(b, oc)), &dout, xd, wd, n, c, oc);
+            matmul_backward(None, true, None, Some(grads.slot(b, oc)), &dout, xd, wd, n, c, oc);
         }
     }
     grads.put(rec.output, dout);
