@@ -13,6 +13,8 @@
 //! whichever group it falls in, so results do not depend on the row grouping either.
 
 use rayon::prelude::*;
+use tensor::ops::elementwise::kernels::gelu;
+use tensor::ops::elementwise::simd_fma;
 use tensor::ops::exp::exp;
 use tensor::ops::layernorm::EPS;
 
@@ -28,33 +30,10 @@ pub(crate) fn layernorm(out: &mut [f32], x: &[f32], (gain, shift): (&[f32], &[f3
     }
 }
 
-/// GPT-2's GELU, as the tape's: ½ · x · (1 + tanh(u)), u = √(2/π) · (x + 0.044715 · x³),
-/// with tanh(u) = 1 − 2 / (e²ᵘ + 1) on the tensor crate's vectorisable `exp`.
-#[inline(always)]
-pub(crate) fn gelu(x: f32) -> f32 {
-    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    let u = SQRT_2_OVER_PI * (x + 0.044715 * x * x * x);
-    let tanh = 1.0 - 2.0 / (exp(2.0 * u) + 1.0);
-    0.5 * x * (1.0 + tanh)
-}
-
-/// xs[i] ← gelu(xs[i]) for every element, eight lanes at a time where the CPU has AVX2:
-/// the same operations as [`gelu`] on each value, so the same bits.
+/// xs[i] ← gelu(xs[i]) for every element: the tape's GELU (the same bits), eight lanes at
+/// a time with fused multiply-adds where the CPU has AVX2 + FMA.
 pub(crate) fn gelu_in_place(xs: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        unsafe { gelu_in_place_avx2(xs) };
-        return;
-    }
-    xs.iter_mut().for_each(|x| *x = gelu(*x));
-}
-
-/// [`gelu_in_place`]'s loop compiled for AVX2 (without FMA, which would change the bits).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn gelu_in_place_avx2(xs: &mut [f32]) {
-    xs.iter_mut().for_each(|x| *x = gelu(*x));
+    simd_fma(|| xs.iter_mut().for_each(|x| *x = gelu(*x)));
 }
 
 /// probs = softmax(scores), one row, the maximum subtracted first.

@@ -27,6 +27,25 @@ unsafe fn avx2<R>(body: impl FnOnce() -> R) -> R {
     body()
 }
 
+/// Runs `body`, compiled for AVX2 + FMA when the CPU has them, for loops written with
+/// fused multiply-adds (`f32::mul_add`, which is one instruction there). Elsewhere the
+/// same loop runs with the library's exactly rounded `fmaf`: the same bits, slower.
+#[inline(always)]
+pub fn simd_fma<R>(body: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+        return unsafe { avx2_fma(body) };
+    }
+    body()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_fma<R>(body: impl FnOnce() -> R) -> R {
+    body()
+}
+
 /// Partial sums kept side by side in [`lane_sum`].
 const LANES: usize = 16;
 
@@ -52,14 +71,44 @@ pub(crate) fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32
 /// The kernels over flat slices. They live in their own module because the tape's
 /// dispatcher already calls this file's `<op>_backward(record, ...)` functions.
 pub mod kernels {
-    use super::{simd, ELEM_CHUNK};
-    use crate::ops::exp::exp;
+    use super::{simd, simd_fma, ELEM_CHUNK};
+    use crate::ops::exp::{exp_with, madd};
     use rayon::prelude::*;
 
-    /// √(2/π), the scale inside GPT-2's GELU.
-    const GELU_SCALE: f32 = 0.797_884_6;
-    /// The cubic coefficient of GPT-2's GELU.
-    const GELU_CUBIC: f32 = 0.044715;
+    /// 2·√(2/π): GELU's 2u = x · (GELU_A + GELU_B · x²).
+    const GELU_A: f32 = 2.0 * 0.797_884_6;
+    /// 2·√(2/π)·0.044715, with 0.044715 the cubic coefficient of GPT-2's GELU.
+    const GELU_B: f32 = 2.0 * 0.797_884_6 * 0.044715;
+
+    /// σ(2u) = ½ · (1 + tanh u) = 1 / (1 + e⁻²ᵘ), u = √(2/π) · (x + 0.044715 · x³): the
+    /// factor GPT-2's tanh GELU multiplies x by. (The tanh form needs one more division.)
+    #[inline(always)]
+    fn gelu_gate(x: f32) -> f32 {
+        let two_u = x * madd::<true>(GELU_B, x * x, GELU_A);
+        let s = 1.0 / (1.0 + exp_with::<true>(-two_u));
+        // Below 2u = −80, σ(2u) < 2e-35: zero, so that GELU saturates to 0 as tanh's form does.
+        if two_u < -80.0 {
+            0.0
+        } else {
+            s
+        }
+    }
+
+    /// GELU of one value, GPT-2's tanh approximation: x · σ(2u) = ½ · x · (1 + tanh u).
+    /// Fast inside [`simd_fma`].
+    #[inline(always)]
+    pub fn gelu(x: f32) -> f32 {
+        x * gelu_gate(x)
+    }
+
+    /// GELU's derivative at x: with s = σ(2u), d(x·s)/dx = s + x · s · (1 − s) · d(2u)/dx,
+    /// d(2u)/dx = GELU_A + 3 · GELU_B · x².
+    #[inline(always)]
+    fn gelu_grad(x: f32) -> f32 {
+        let x2 = x * x;
+        let s = gelu_gate(x);
+        madd::<true>(x * s * (1.0 - s), madd::<true>(3.0 * GELU_B, x2, GELU_A), s)
+    }
 
     /// out = f(x), elementwise.  x: (n)  →  out: (n). `f` is a generic, inlined closure.
     fn map_into(out: &mut [f32], x: &[f32], f: impl Fn(f32) -> f32 + Sync) {
@@ -149,35 +198,32 @@ pub mod kernels {
         });
     }
 
-    /// tanh u = 1 − 2 / (e²ᵘ + 1), with the vectorisable `exp` (libm's `tanhf` runs one
-    /// element at a time and made GELU the slowest op of a step). Its absolute error is
-    /// about 1e-7; e²ᵘ saturates for large |u|, giving ±1.
-    #[inline(always)]
-    fn tanh(u: f32) -> f32 {
-        1.0 - 2.0 / (exp(2.0 * u) + 1.0)
-    }
-
-    /// GELU, GPT-2's tanh approximation, exactly PyTorch's `gelu(approximate='tanh')`:
-    /// out = ½ · x · (1 + tanh(√(2/π) · (x + 0.044715 · x³))).  x: (n)  →  out: (n).
-    /// Saves nothing (backward reads x).
+    /// GELU, GPT-2's tanh approximation, PyTorch's `gelu(approximate='tanh')` to within
+    /// about 1e-7: out = ½ · x · (1 + tanh(√(2/π) · (x + 0.044715 · x³))), computed as
+    /// x · σ(2u) with the vectorisable `exp` (libm's `tanhf` runs one element at a time)
+    /// and fused multiply-adds.  x: (n)  →  out: (n). Saves nothing (backward reads x).
     pub fn gelu_forward(out: &mut [f32], x: &[f32]) {
-        map_into(out, x, |x| {
-            let inner = GELU_SCALE * (x + GELU_CUBIC * x * x * x);
-            0.5 * x * (1.0 + tanh(inner))
+        debug_assert_eq!(out.len(), x.len());
+        out.par_chunks_mut(ELEM_CHUNK).zip(x.par_chunks(ELEM_CHUNK)).for_each(|(o, x)| {
+            simd_fma(|| o.iter_mut().zip(x).for_each(|(o, &x)| *o = gelu(x)));
         });
     }
 
-    /// Backward of GELU. With u = √(2/π) · (x + 0.044715 · x³) and out = ½x · (1 + tanh u):
-    ///   ∂out/∂x = ½ · (1 + tanh u) + ½x · (1 − tanh² u) · √(2/π) · (1 + 3 · 0.044715 · x²)
-    /// dx (n) += dout ⊙ ∂out/∂x, where x (n) is the forward input (or, unless `accumulate`,
-    /// dx = dout ⊙ ∂out/∂x).
+    /// Backward of GELU: dx (n) += dout ⊙ ∂out/∂x (see [`gelu_grad`]), where x (n) is the
+    /// forward input (or, unless `accumulate`, dx = dout ⊙ ∂out/∂x).
     pub fn gelu_backward(dx: &mut [f32], dout: &[f32], x: &[f32], accumulate: bool) {
-        scaled_into(dx, dout, x, accumulate, |x| {
-            let x2 = x * x;
-            let tanh_u = tanh(GELU_SCALE * (x + GELU_CUBIC * x2 * x));
-            let du_dx = GELU_SCALE * (1.0 + 3.0 * GELU_CUBIC * x2);
-            0.5 * (1.0 + tanh_u) + 0.5 * x * (1.0 - tanh_u * tanh_u) * du_dx
-        });
+        debug_assert!(dx.len() == dout.len() && dx.len() == x.len());
+        dx.par_chunks_mut(ELEM_CHUNK)
+            .zip(dout.par_chunks(ELEM_CHUNK))
+            .zip(x.par_chunks(ELEM_CHUNK))
+            .for_each(|((dx, dout), x)| {
+                let terms = dx.iter_mut().zip(dout).zip(x);
+                if accumulate {
+                    simd_fma(|| terms.for_each(|((dx, &d), &x)| *dx = madd::<true>(d, gelu_grad(x), *dx)));
+                } else {
+                    simd_fma(|| terms.for_each(|((dx, &d), &x)| *dx = d * gelu_grad(x)));
+                }
+            });
     }
 
     /// out = max(x, 0).  x: (n)  →  out: (n). Saves nothing (backward reads x).

@@ -27,20 +27,37 @@ const ROUND_MAGIC: f32 = 12_582_912.0;
 /// eˣ to within about 2e-7 relative error, for x in [−87.3, 88.3] (clamped outside it).
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
+    exp_with::<false>(x)
+}
+
+/// a · b + c: fused (one rounding, as `f32::mul_add`) when `FMA`, else a product then a sum.
+/// Fused code is fast only where the caller is compiled for FMA (see `elementwise::simd_fma`).
+#[inline(always)]
+pub fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+/// [`exp`], with the polynomial's multiply-adds fused when `FMA` (slightly different bits).
+#[inline(always)]
+pub fn exp_with<const FMA: bool>(x: f32) -> f32 {
     let x = if x < X_MIN { X_MIN } else { x };
     let x = if x > X_MAX { X_MAX } else { x };
     // x = n · ln2 + r, with n the nearest integer to x / ln2.
     let shifted = x * LOG2E + ROUND_MAGIC;
     let n = shifted - ROUND_MAGIC;
-    let r = x - n * LN2_HI - n * LN2_LO;
+    let r = madd::<FMA>(-n, LN2_LO, madd::<FMA>(-n, LN2_HI, x));
     // eʳ by Cephes' polynomial.
     let mut p = 1.987_569_1e-4;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
-    let er = p * r * r + r + 1.0;
+    p = madd::<FMA>(p, r, 1.398_199_9e-3);
+    p = madd::<FMA>(p, r, 8.333_452e-3);
+    p = madd::<FMA>(p, r, 4.166_579_6e-2);
+    p = madd::<FMA>(p, r, 1.666_666_5e-1);
+    p = madd::<FMA>(p, r, 0.5);
+    let er = madd::<FMA>(p * r, r, r) + 1.0;
     // 2ⁿ: the integer n is in the low mantissa bits of `shifted`; put n + 127 in the exponent.
     let n_int = shifted.to_bits().wrapping_sub(ROUND_MAGIC.to_bits()) as i32;
     let two_n = f32::from_bits(((n_int + 127) as u32) << 23);
