@@ -220,7 +220,81 @@ fn with_buffer<R>(key: &'static LocalKey<Cell<Vec<f32>>>, len: usize, f: impl Fn
 /// while that tile of C is in cache. The blocks still add into C one after another, so the
 /// result is the same as with one block at a time.
 fn gemm_packed<K: Kernel>(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &mut [f32], accumulate: bool) {
+    let threads = rayon::current_num_threads();
+    let work = m * k * n;
+    if (SERIAL_BELOW..=OWN_B_UP_TO).contains(&work) && threads > 1 {
+        if let Some(split) = own_b_split::<K>(m, k, n, threads) {
+            return gemm_packed_own_b::<K>(m, k, n, a, b, c, accumulate, split);
+        }
+    }
     gemm_packed_grouped::<K>(m, k, n, a, b, c, accumulate, MAX_PACKED_B);
+}
+
+/// Products up to this many multiply-adds (about 1 ms of work on two cores) take
+/// [`gemm_packed_own_b`]: one task per thread, each packing its own part of B.
+const OWN_B_UP_TO: usize = 1 << 27;
+
+/// How [`gemm_packed_own_b`] splits C among `threads` tasks: (row tiles, column tiles)
+/// with product `threads`, each tile at least one panel in both directions, choosing the
+/// split that packs the fewest values (each column tile packs its rows of A, each row
+/// tile its columns of B). None when no split fits.
+fn own_b_split<K: Kernel>(m: usize, k: usize, n: usize, threads: usize) -> Option<(usize, usize)> {
+    let (panels_m, panels_n) = (m.div_ceil(K::MR), n.div_ceil(K::NR));
+    (1..=threads)
+        .filter(|&tiles_n| threads.is_multiple_of(tiles_n))
+        .map(|tiles_n| (threads / tiles_n, tiles_n))
+        .filter(|&(tiles_m, tiles_n)| tiles_m <= panels_m && tiles_n <= panels_n)
+        .min_by_key(|&(tiles_m, tiles_n)| tiles_n * m * k + tiles_m * k * n)
+}
+
+/// The packed GEMM for small products: one parallel region with one task per thread,
+/// each owning a rectangle of C and packing the part of B that rectangle needs, block by
+/// block, then running MC-row slices of its rows against it. Small products spend much
+/// of their time in synchronisation and in moving packed B between cores, and this
+/// variant has one fork-join and keeps each packed block in the core that uses it. Every
+/// element still gets the same operations in the same order, so the bits are those of
+/// [`gemm_packed_grouped`].
+#[allow(clippy::too_many_arguments)]
+fn gemm_packed_own_b<K: Kernel>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Mat,
+    b: Mat,
+    c: &mut [f32],
+    accumulate: bool,
+    (tiles_m, tiles_n): (usize, usize),
+) {
+    let (panels_m, panels_n) = (m.div_ceil(K::MR), n.div_ceil(K::NR));
+    let (mc, nc) = (panels_m.div_ceil(tiles_m) * K::MR, panels_n.div_ceil(tiles_n) * K::NR);
+    let c_ptr = SendPtr(c.as_mut_ptr());
+    (0..tiles_m * tiles_n).into_par_iter().for_each(|tile| {
+        let (i0, j0) = ((tile / tiles_n) * mc, (tile % tiles_n) * nc);
+        if i0 >= m || j0 >= n {
+            return;
+        }
+        let (mi, nj) = (mc.min(m - i0), nc.min(n - j0));
+        let nj_padded = nj.div_ceil(K::NR) * K::NR;
+        with_buffer(&PACKED_B, KC.min(k) * nj_padded, |packed_b| {
+            for p0 in (0..k).step_by(KC) {
+                let kc = KC.min(k - p0);
+                let packed_b = &mut packed_b[..kc * nj_padded];
+                let src = Source {
+                    data: b.data,
+                    start: p0 * b.rs + j0 * b.cs,
+                    lanes: nj,
+                    lane_stride: b.cs,
+                    k_stride: b.rs,
+                };
+                pack_block(packed_b, kc * K::NR, K::NR, kc, &src);
+                let block = Block { p0, kc, overwrite: p0 == 0 && !accumulate };
+                for i in (i0..i0 + mi).step_by(K::MC) {
+                    let rows = Tile { i0: i, mi: K::MC.min(i0 + mi - i), j0, nj };
+                    gemm_tile::<K>(&rows, &block, n, a, &packed_b[..], j0, &c_ptr);
+                }
+            }
+        });
+    });
 }
 
 /// [`gemm_packed`] holding at most `max_packed_b` packed values of B (but at least one block).
@@ -273,7 +347,7 @@ fn gemm_packed_grouped<K: Kernel>(
                     let kc = KC.min(k - p0);
                     let block = Block { p0, kc, overwrite: p0 == 0 && !accumulate };
                     let block_b = &packed_b[(p0 - g0) * n_padded..][..kc * n_padded];
-                    gemm_tile::<K>(&tile, &block, n, a, block_b, &c_ptr);
+                    gemm_tile::<K>(&tile, &block, n, a, block_b, 0, &c_ptr);
                 }
             });
         }
@@ -319,8 +393,17 @@ struct Block {
 }
 
 /// Computes one output tile's share of one KC block: packs the tile's rows of A, then runs
-/// the micro-kernel on every MR×NR sub-tile against the packed B (`kc` × `n` padded).
-fn gemm_tile<K: Kernel>(t: &Tile, blk: &Block, n: usize, a: Mat, packed_b: &[f32], c: &SendPtr) {
+/// the micro-kernel on every MR×NR sub-tile against the packed B (`kc` rows of the
+/// columns from `b_col0` on, padded).
+fn gemm_tile<K: Kernel>(
+    t: &Tile,
+    blk: &Block,
+    n: usize,
+    a: Mat,
+    packed_b: &[f32],
+    b_col0: usize,
+    c: &SendPtr,
+) {
     const { assert!(K::MR * K::NR <= MAX_TILE, "gemm: MAX_TILE is smaller than a kernel's tile") };
     let (kc, overwrite) = (blk.kc, blk.overwrite);
     let start = t.i0 * a.rs + blk.p0 * a.cs;
@@ -337,7 +420,7 @@ fn gemm_tile<K: Kernel>(t: &Tile, blk: &Block, n: usize, a: Mat, packed_b: &[f32
         }
         let mut scratch = [0.0f32; MAX_TILE];
         for j in (t.j0..t.j0 + t.nj).step_by(K::NR) {
-            let b_panel = &packed_b[j * kc..][..kc * K::NR];
+            let b_panel = &packed_b[(j - b_col0) * kc..][..kc * K::NR];
             for (panel, a_panel) in packed_a.chunks_exact(panel_len).enumerate() {
                 let i = t.i0 + panel * K::MR;
                 let (rows, cols) = (K::MR.min(t.i0 + t.mi - i), K::NR.min(n - j));
@@ -614,6 +697,30 @@ mod tests {
                 );
                 let same = grouped.iter().zip(&whole).all(|(x, y)| x.to_bits() == y.to_bits());
                 assert!(same, "gemm ({m},{k},{n}): groups of {max_packed_b} values differ from one group");
+            }
+        }
+    }
+
+    #[test]
+    fn packing_b_per_task_gives_the_same_bits_as_packing_it_once() {
+        let mut rng = Rng::seeded(7);
+        for (m, k, n) in [(301, 700, 90), (40, 300, 200), (13, 70, 130)] {
+            let a = Tensor::randn(&[m, k], 1.0, &mut rng);
+            let bt = Tensor::randn(&[n, k], 1.0, &mut rng);
+            let (am, bm) = (Mat::rows(&a.data, k), Mat::transposed(&bt.data, k));
+            for accumulate in [false, true] {
+                let mut once = vec![0.5; m * n];
+                gemm_packed_grouped::<PortableKernel>(m, k, n, am, bm, &mut once, accumulate, usize::MAX);
+                for threads in [2, 3, 4, 6] {
+                    let Some(split) = own_b_split::<PortableKernel>(m, k, n, threads) else { continue };
+                    let mut own = vec![0.5; m * n];
+                    run_in_pool(threads, || {
+                        gemm_packed_own_b::<PortableKernel>(m, k, n, am, bm, &mut own, accumulate, split);
+                        Vec::new()
+                    });
+                    let same = own.iter().zip(&once).all(|(x, y)| x.to_bits() == y.to_bits());
+                    assert!(same, "gemm ({m},{k},{n}) split {split:?}: packing per task changes the bits");
+                }
             }
         }
     }
