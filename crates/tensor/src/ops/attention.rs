@@ -17,24 +17,26 @@
 //! Only `lse` (b, nh, t) is saved. Backward recomputes P from q, k and lse, as
 //! FlashAttention does, rather than keeping b·nh·t² probabilities alive for the step.
 //!
-//! Each (batch, head) is one rayon task. It copies its q, k and v into contiguous,
-//! zero-padded buffers (k and v also transposed), then walks the queries in blocks of
-//! [`QUERY_BLOCK`] rows, whose scores live in a per-task scratch of `QUERY_BLOCK × t`.
-//! Every product (q·kᵀ and P·v, and backward's four) runs on one small register-tiled
-//! kernel, [`matmul_tile`], that reads its left operand with any strides and skips what
-//! the causal mask zeroes: a tile of queries ending at row i touches keys 0..=i only.
-//! Calling `crate::gemm` per block instead was about twice as slow, because a general GEMM
-//! packs both operands on every call, and here one of the dimensions is only hs.
-//! Tasks write one head each into a head-major buffer; a last pass copies it into the
-//! (b, t, c) layout.
+//! Each (batch, head) is one rayon task. It walks the queries in blocks of [`QUERY_BLOCK`]
+//! rows, whose scores live in a per-thread scratch of `QUERY_BLOCK × t`. Every product
+//! (q·kᵀ and P·v, and backward's four) runs on one small register-tiled kernel,
+//! [`matmul_tile`], that reads its left operand with any strides and skips what the causal
+//! mask zeroes: a tile of queries ending at row i touches keys 0..=i only. Its right
+//! operand is row-major in blocks of NR columns: k and v transposed are copied into
+//! zero-padded buffers, and q, k, v and dy are read in place from qkv and dy when hs is a
+//! multiple of NR (else copied, zero-padded). Calling `crate::gemm` per block instead was
+//! about twice as slow, because a general GEMM packs both operands on every call, and here
+//! one of the dimensions is only hs.
+//! Each task writes its head's columns of y (or dqkv) directly: the tasks share the output
+//! but never the same elements.
 //! [`attention_reference`] and [`attention_backward_reference`] are the same math as
 //! plain loops, kept to test the fast path against.
 
 use crate::grads::Grads;
-use crate::ops::exp::{exp_sum, max};
+use crate::ops::exp::exp;
 use crate::tape::{Op, Record, Tape, TensorId};
 use rayon::prelude::*;
-use std::cell::Cell;
+use std::cell::RefCell;
 
 /// Queries per score block: a task's scratch holds at most `QUERY_BLOCK × t` scores.
 const QUERY_BLOCK: usize = 64;
@@ -42,19 +44,21 @@ const QUERY_BLOCK: usize = 64;
 const NR: usize = 16;
 /// Rows per register tile: MR × NR accumulators stay in registers.
 const MR: usize = 6;
+/// Columns per pass of [`matmul_rows`] over the rows.
+const COL_BLOCK: usize = 64;
 
 fn round_up(x: usize) -> usize {
     x.div_ceil(NR) * NR
 }
 
-/// C (ROWS × n) (+)= A · B over the contraction range k0..k1:
+/// Columns n0..n of C (ROWS × n) (+)= A · B over the contraction range k0..k1:
 ///
 /// ```text
-/// c[r·ldc + j] (+)= Σ_{p ∈ k0..k1} a[r·ars + p·acs] · b[p·ldb + j]     r < ROWS, j < n
+/// c[r·ldc + j] (+)= Σ_{p ∈ k0..k1} a[r·ars + p·acs] · b[p·ldb + j]     r < ROWS, n0 ≤ j < n
 /// ```
 ///
 /// A is read one scalar at a time with any strides (so a transpose costs nothing), B is
-/// row-major and read NR values at a time, and n is a multiple of NR (B and C are padded).
+/// row-major and read NR values at a time, and n0, n are multiples of NR (B and C are padded).
 /// Each output is a chain of fused multiply-adds over p in order, from zero, then one
 /// addition into C when accumulating: the same bits on every path and thread count.
 #[inline(always)]
@@ -66,25 +70,26 @@ fn matmul_tile<const ROWS: usize>(
     (ars, acs): (usize, usize),
     b: &[f32],
     ldb: usize,
-    n: usize,
+    (n0, n): (usize, usize),
     (k0, k1): (usize, usize),
     accumulate: bool,
 ) {
-    if k0 >= k1 || n == 0 {
-        if !accumulate {
-            (0..ROWS).for_each(|r| c[r * ldc..][..n].fill(0.0));
+    if k0 >= k1 || n0 >= n {
+        if !accumulate && n0 < n {
+            (0..ROWS).for_each(|r| c[r * ldc + n0..r * ldc + n].fill(0.0));
         }
         return;
     }
     // Every index read below is at most one of these, checked once here rather than in the loop.
     assert!(
-        n.is_multiple_of(NR)
+        n0.is_multiple_of(NR)
+            && n.is_multiple_of(NR)
             && (ROWS - 1) * ars + (k1 - 1) * acs < a.len()
             && (k1 - 1) * ldb + n <= b.len()
             && (ROWS - 1) * ldc + n <= c.len(),
         "attention matmul_tile: operands too short for {ROWS} rows, n = {n}, k = {k0}..{k1}"
     );
-    for j0 in (0..n).step_by(NR) {
+    for j0 in (n0..n).step_by(NR) {
         let mut acc = [[0.0f32; NR]; ROWS];
         for p in k0..k1 {
             // SAFETY: p < k1 and j0 + NR <= n, so p·ldb + j0 + NR <= (k1 − 1)·ldb + n <= b.len().
@@ -113,12 +118,36 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     for (ca, cb) in a.chunks(NR).zip(b.chunks(NR)) {
         acc.iter_mut().zip(ca.iter().zip(cb)).for_each(|(s, (x, y))| *s += x * y);
     }
-    acc.iter().sum()
+    lane_sum(acc)
 }
 
-/// Rows 0..m of C (+)= A · B, in tiles of MR rows (then single rows). `bounds(i, rows)`
-/// gives, for the tile of `rows` rows starting at row i, the columns n to compute and the
-/// contraction range (k0, k1): causal products skip what the mask zeroes.
+/// Σ of the NR lanes, as a tree of halves (short dependency chains, and it vectorises).
+#[inline(always)]
+fn lane_sum(mut lanes: [f32; NR]) -> f32 {
+    let mut w = NR / 2;
+    while w > 0 {
+        (0..w).for_each(|l| lanes[l] += lanes[l + w]);
+        w /= 2;
+    }
+    lanes[0]
+}
+
+/// The largest of the NR lanes.
+#[inline(always)]
+fn lane_max(mut lanes: [f32; NR]) -> f32 {
+    let mut w = NR / 2;
+    while w > 0 {
+        (0..w).for_each(|l| lanes[l] = if lanes[l + w] > lanes[l] { lanes[l + w] } else { lanes[l] });
+        w /= 2;
+    }
+    lanes[0]
+}
+
+/// Rows 0..m of C (+)= A · B, in tiles of MR rows and a last tile of the rows left over.
+/// `bounds(i, rows)` gives, for the tile of `rows` rows starting at row i, the columns n to
+/// compute and the contraction range (k0, k1): causal products skip what the mask zeroes.
+/// The columns go in blocks of [`COL_BLOCK`], each through every tile, so that the block of
+/// B in use stays in the L1 cache.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn matmul_rows(
@@ -132,15 +161,66 @@ fn matmul_rows(
     accumulate: bool,
     bounds: impl Fn(usize, usize) -> (usize, (usize, usize)),
 ) {
-    let mut i = 0;
-    while i + MR <= m {
-        let (n, k) = bounds(i, MR);
-        matmul_tile::<MR>(&mut c[i * ldc..], ldc, &a[i * ars..], (ars, acs), b, ldb, n, k, accumulate);
-        i += MR;
+    let mut n0 = 0;
+    loop {
+        let mut more = false;
+        for i in (0..m).step_by(MR) {
+            let rows = MR.min(m - i);
+            let (n, k) = bounds(i, rows);
+            let cols = (n0, n.min(n0 + COL_BLOCK));
+            more |= n > n0 + COL_BLOCK;
+            let (c, a) = (&mut c[i * ldc..], &a[i * ars..]);
+            match rows {
+                MR => matmul_tile::<MR>(c, ldc, a, (ars, acs), b, ldb, cols, k, accumulate),
+                1 => matmul_tile::<1>(c, ldc, a, (ars, acs), b, ldb, cols, k, accumulate),
+                2 => matmul_tile::<2>(c, ldc, a, (ars, acs), b, ldb, cols, k, accumulate),
+                3 => matmul_tile::<3>(c, ldc, a, (ars, acs), b, ldb, cols, k, accumulate),
+                4 => matmul_tile::<4>(c, ldc, a, (ars, acs), b, ldb, cols, k, accumulate),
+                _ => matmul_tile::<5>(c, ldc, a, (ars, acs), b, ldb, cols, k, accumulate),
+            }
+        }
+        if !more {
+            return;
+        }
+        n0 += COL_BLOCK;
     }
-    for i in i..m {
-        let (n, k) = bounds(i, 1);
-        matmul_tile::<1>(&mut c[i * ldc..], ldc, &a[i * ars..], (ars, acs), b, ldb, n, k, accumulate);
+}
+
+/// Rows of a row-major matrix (`ld` values each) that several tasks write at the same time,
+/// each to elements no other task touches: each (batch, head) writes its own columns.
+#[derive(Clone, Copy)]
+struct SharedRows {
+    ptr: *mut f32,
+    len: usize,
+    ld: usize,
+}
+
+// SAFETY: a SharedRows only hands out slices through `segment`, whose callers guarantee
+// that no two threads access the same elements.
+unsafe impl Send for SharedRows {}
+unsafe impl Sync for SharedRows {}
+
+impl SharedRows {
+    fn new(m: &mut [f32], ld: usize) -> Self {
+        SharedRows { ptr: m.as_mut_ptr(), len: m.len(), ld }
+    }
+
+    /// The n rows from row i0 on.
+    fn rows_from(self, i0: usize, n: usize) -> SharedRows {
+        assert!((i0 + n) * self.ld <= self.len, "attention: rows out of bounds");
+        SharedRows { ptr: self.ptr.wrapping_add(i0 * self.ld), len: n * self.ld, ld: self.ld }
+    }
+
+    /// Elements col..col + n of row i.
+    ///
+    /// # Safety
+    /// While the slice lives, no other thread may read or write these elements.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn segment(&self, i: usize, col: usize, n: usize) -> &mut [f32] {
+        let at = i * self.ld + col;
+        assert!(col + n <= self.ld && at + n <= self.len, "attention: row segment out of bounds");
+        // SAFETY: in bounds, checked above; exclusive, by the caller's guarantee.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(at), n) }
     }
 }
 
@@ -154,12 +234,10 @@ struct Head<'a> {
 }
 
 impl Head<'_> {
-    /// dst (t, ld) ← the head's hs columns of q, k or v (`part` 0, 1, 2), zero-padded.
-    fn gather_rows(&self, dst: &mut [f32], ld: usize, part: usize) {
-        let from = part * self.c + self.col;
-        for (row, src) in dst.chunks_exact_mut(ld).zip(self.x.chunks_exact(3 * self.c)) {
-            row[..self.hs].copy_from_slice(&src[from..from + self.hs]);
-        }
+    /// q, k or v (`part` 0, 1, 2) as a row-major right operand of [`matmul_tile`] and its
+    /// row stride: in place in qkv when hs is a multiple of NR, else copied into `buf`.
+    fn rows<'a>(&'a self, part: usize, buf: &'a mut Vec<f32>) -> (&'a [f32], usize) {
+        rows_operand(self.x, 3 * self.c, part * self.c + self.col, self.t, self.hs, buf)
     }
 
     /// dst (hs, ld) ← the transpose of the head's q, k or v, zero-padded past column t.
@@ -177,7 +255,28 @@ impl Head<'_> {
     }
 }
 
-/// Per-worker buffers, reused from task to task.
+/// Columns col..col + hs of the t rows of x (row stride ld) as a row-major operand whose
+/// width is a multiple of NR: x itself when hs is one, else a zero-padded copy in `buf`.
+fn rows_operand<'a>(
+    x: &'a [f32],
+    ld: usize,
+    col: usize,
+    t: usize,
+    hs: usize,
+    buf: &'a mut Vec<f32>,
+) -> (&'a [f32], usize) {
+    if hs.is_multiple_of(NR) {
+        return (&x[col..], ld);
+    }
+    let hp = round_up(hs);
+    let dst = zeroed(buf, t * hp);
+    for (row, src) in dst.chunks_exact_mut(hp).zip(x.chunks(ld)) {
+        row[..hs].copy_from_slice(&src[col..col + hs]);
+    }
+    (dst, hp)
+}
+
+/// Per-thread buffers, reused from task to task and call to call.
 #[derive(Default)]
 struct Scratch {
     q: Vec<f32>,
@@ -186,6 +285,7 @@ struct Scratch {
     v: Vec<f32>,
     vt: Vec<f32>,
     dy: Vec<f32>,
+    y: Vec<f32>,
     p: Vec<f32>,
     dp: Vec<f32>,
     dq: Vec<f32>,
@@ -193,11 +293,22 @@ struct Scratch {
     dv: Vec<f32>,
 }
 
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+}
+
 /// `buf` as `len` zeros.
 fn zeroed(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     buf.clear();
     buf.resize(len, 0.0);
     buf
+}
+
+/// `buf` as `len` values with unspecified (but initialised) contents, for buffers whose
+/// every element read is first written.
+fn reused(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    buf.resize(len, 0.0);
+    &mut buf[..len]
 }
 
 /// Defines `$name` to run `$body` (an `#[inline(always)]` function) compiled for the
@@ -231,10 +342,11 @@ macro_rules! simd_dispatch {
 }
 
 simd_dispatch!(head_forward => head_forward_body(
-    yh: &mut [f32], lse_h: &mut [f32], sc: &mut Scratch, head: &Head<'_>
+    y: SharedRows, lse_h: &mut [f32], sc: &mut Scratch, head: &Head<'_>
 ));
 simd_dispatch!(head_backward => head_backward_body(
-    dh: &mut [f32], sc: &mut Scratch, head: &Head<'_>, dyb: &[f32], yb: &[f32], lse_h: &[f32]
+    dqkv: SharedRows, accumulate: bool, sc: &mut Scratch, head: &Head<'_>, dyb: &[f32], yb: &[f32],
+    lse_h: &[f32]
 ));
 
 /// y (b, t, c) and lse (b, nh, t) from qkv (b, t, 3c), c = nh·hs. Saves lse for backward.
@@ -248,95 +360,77 @@ pub fn attention_forward(
     hs: usize,
 ) {
     let c = nh * hs;
-    debug_assert!(y.len() == b * t * c && lse.len() == b * nh * t && qkv.len() == b * t * 3 * c);
+    assert!(y.len() == b * t * c && lse.len() == b * nh * t && qkv.len() == b * t * 3 * c);
     if y.is_empty() {
         return;
     }
-    with_heads_buffer(b * nh * t * hs, |y_heads| {
-        y_heads.par_chunks_mut(t * hs).zip(lse.par_chunks_mut(t)).enumerate().for_each_init(
-            Scratch::default,
-            |scratch, (task, (yh, lse_h))| {
-                let (bi, h) = (task / nh, task % nh);
-                let head = Head { x: &qkv[bi * t * 3 * c..(bi + 1) * t * 3 * c], t, c, col: h * hs, hs };
-                head_forward(yh, lse_h, scratch, &head);
-            },
-        );
-        heads_to_rows(y, y_heads, t, nh, hs, 1, false);
+    let y = SharedRows::new(y, c);
+    lse.par_chunks_mut(t).enumerate().for_each(|(task, lse_h)| {
+        let (bi, h) = (task / nh, task % nh);
+        let head = Head { x: &qkv[bi * t * 3 * c..(bi + 1) * t * 3 * c], t, c, col: h * hs, hs };
+        SCRATCH.with_borrow_mut(|sc| head_forward(y.rows_from(bi * t, t), lse_h, sc, &head));
     });
 }
 
-/// One (batch, head): yh (t, hs) and lse_h (t).
+/// Softmax over row i of a score block, whose first `len` (a multiple of NR, > i) scores
+/// are computed: keeps exp(scale·s_j − scale·max) for keys j ≤ i, zeroes the rest up to
+/// `zero_to`, and returns (scale·max, Σ_j exp(..)).
 #[inline(always)]
-fn head_forward_body(yh: &mut [f32], lse_h: &mut [f32], sc: &mut Scratch, head: &Head) {
-    let (t, hs) = (head.t, head.hs);
+fn softmax_row(row: &mut [f32], i: usize, len: usize, zero_to: usize, scale: f32) -> (f32, f32) {
+    // Masked scores become −∞ so that the max ignores them; exp turns them into zeros below.
+    row[i + 1..len].fill(f32::NEG_INFINITY);
+    let mut lanes = [f32::NEG_INFINITY; NR];
+    for chunk in row[..len].chunks_exact(NR) {
+        lanes.iter_mut().zip(chunk).for_each(|(m, &s)| *m = if s > *m { s } else { *m });
+    }
+    let shift = scale * lane_max(lanes);
+    let mut sums = [0.0f32; NR];
+    for chunk in row[..len].chunks_exact_mut(NR) {
+        for (sum, s) in sums.iter_mut().zip(chunk) {
+            // exp clamps its argument, so −∞ gives a tiny positive number rather than zero.
+            let e = if *s == f32::NEG_INFINITY { 0.0 } else { exp(*s * scale - shift) };
+            *s = e;
+            *sum += e;
+        }
+    }
+    row[len..zero_to].fill(0.0);
+    (shift, lane_sum(sums))
+}
+
+/// One (batch, head): its columns of y (t rows of this batch element) and lse_h (t).
+#[inline(always)]
+fn head_forward_body(y: SharedRows, lse_h: &mut [f32], sc: &mut Scratch, head: &Head) {
+    let (t, c, col, hs) = (head.t, head.c, head.col, head.hs);
     let (hp, tp) = (round_up(hs), round_up(t));
     let scale = 1.0 / (hs as f32).sqrt();
-    let q = zeroed(&mut sc.q, t * hp);
-    head.gather_rows(q, hp, 0);
+    let q = &head.x[col..];
     let kt = zeroed(&mut sc.kt, hp * tp);
     head.gather_cols(kt, tp, 1);
-    let v = zeroed(&mut sc.v, t * hp);
-    head.gather_rows(v, hp, 2);
-    let s = zeroed(&mut sc.p, QUERY_BLOCK * tp);
-    let y = zeroed(&mut sc.dq, QUERY_BLOCK * hp);
+    let (v, ldv) = head.rows(2, &mut sc.v);
+    let s = reused(&mut sc.p, QUERY_BLOCK * tp);
+    let yblk = reused(&mut sc.y, QUERY_BLOCK * hp);
+    let mut inv_sum = [0.0f32; QUERY_BLOCK];
     for i0 in (0..t).step_by(QUERY_BLOCK) {
         let rows = QUERY_BLOCK.min(t - i0);
         // The tile of queries i0 + r .. i0 + r + mr sees keys 0 .. i0 + r + mr.
         // s (rows, keys) = q_block · kᵀ, unscaled
-        matmul_rows(rows, s, tp, &q[i0 * hp..], (hp, 1), kt, tp, false, |r, mr| {
+        matmul_rows(rows, s, tp, &q[i0 * 3 * c..], (3 * c, 1), kt, tp, false, |r, mr| {
             (round_up(i0 + r + mr), (0, hs))
         });
         for (r, row) in s.chunks_exact_mut(tp).take(rows).enumerate() {
-            let (p, masked) = row[..i0 + rows].split_at_mut(i0 + r + 1);
-            let m = max(p);
-            let sum = exp_sum(p, scale, scale * m); // exp(scale·s − scale·max)
-            lse_h[i0 + r] = scale * m + sum.ln();
-            let inv_sum = 1.0 / sum;
-            p.iter_mut().for_each(|e| *e *= inv_sum);
-            masked.fill(0.0);
+            let i = i0 + r;
+            let (shift, sum) = softmax_row(row, i, round_up(i + 1), round_up(i0 + rows), scale);
+            lse_h[i] = shift + sum.ln();
+            inv_sum[r] = 1.0 / sum;
         }
-        // y_block (rows, hs) = P · v
-        matmul_rows(rows, y, hp, s, (tp, 1), v, hp, false, |r, mr| (hp, (0, i0 + r + mr)));
-        for (dst, src) in yh[i0 * hs..].chunks_exact_mut(hs).zip(y.chunks_exact(hp)).take(rows) {
-            dst.copy_from_slice(&src[..hs]);
+        // y_block (rows, hs) = P · v, then each row divided by its sum
+        matmul_rows(rows, yblk, hp, s, (tp, 1), v, ldv, false, |r, mr| (hp, (0, i0 + r + mr)));
+        for (r, src) in yblk.chunks_exact(hp).take(rows).enumerate() {
+            // SAFETY: this task is the only one writing columns col..col + hs of y.
+            let dst = unsafe { y.segment(i0 + r, col, hs) };
+            dst.iter_mut().zip(src).for_each(|(d, &x)| *d = x * inv_sum[r]);
         }
     }
-}
-
-thread_local! {
-    /// The head-major buffer of the last call on this thread, kept so that steady-state
-    /// steps do not allocate it again.
-    static HEADS: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
-}
-
-/// Runs `f` on a buffer of `len` values with unspecified contents (the caller writes every
-/// one), reused from call to call on this thread.
-fn with_heads_buffer<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    let mut buf = HEADS.take();
-    buf.resize(len, 0.0);
-    let out = f(&mut buf);
-    HEADS.set(buf);
-    out
-}
-
-/// Copies (or adds) a head-major buffer (b, nh, parts, t, hs) into rows (b, t, parts·c):
-/// part p of head h lands at columns p·c + h·hs. Parallel over rows.
-fn heads_to_rows(out: &mut [f32], heads: &[f32], t: usize, nh: usize, hs: usize, parts: usize, add: bool) {
-    let c = nh * hs;
-    out.par_chunks_mut(parts * c).enumerate().for_each(|(row, dst)| {
-        let (bi, i) = (row / t, row % t);
-        for h in 0..nh {
-            for p in 0..parts {
-                let src = &heads[(((bi * nh + h) * parts + p) * t + i) * hs..][..hs];
-                let dst = &mut dst[p * c + h * hs..][..hs];
-                if add {
-                    dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
-                } else {
-                    dst.copy_from_slice(src);
-                }
-            }
-        }
-    });
 }
 
 /// Given dy = ∂L/∂y (b, t, c), accumulates dqkv (b, t, 3c) += ∂L/∂qkv (or, unless
@@ -362,78 +456,93 @@ pub fn attention_backward(
     accumulate: bool,
 ) {
     let c = nh * hs;
-    debug_assert!(dqkv.len() == b * t * 3 * c && qkv.len() == dqkv.len());
-    debug_assert!(dy.len() == b * t * c && y.len() == dy.len() && lse.len() == b * nh * t);
+    assert!(dqkv.len() == b * t * 3 * c && qkv.len() == dqkv.len());
+    assert!(dy.len() == b * t * c && y.len() == dy.len() && lse.len() == b * nh * t);
     if dy.is_empty() {
         return;
     }
-    // Each task owns one head's dq, dk, dv: (b, nh, 3, t, hs), added into dqkv at the end.
-    with_heads_buffer(b * nh * 3 * t * hs, |d_heads| {
-        d_heads.par_chunks_mut(3 * t * hs).enumerate().for_each_init(
-            Scratch::default,
-            |scratch, (task, dh)| {
-                let (bi, h) = (task / nh, task % nh);
-                let head = Head { x: &qkv[bi * t * 3 * c..(bi + 1) * t * 3 * c], t, c, col: h * hs, hs };
-                let (dyb, yb) = (&dy[bi * t * c..(bi + 1) * t * c], &y[bi * t * c..(bi + 1) * t * c]);
-                let lse_h = &lse[task * t..(task + 1) * t];
-                head_backward(dh, scratch, &head, dyb, yb, lse_h);
-            },
-        );
-        heads_to_rows(dqkv, d_heads, t, nh, hs, 3, accumulate);
+    let dqkv = SharedRows::new(dqkv, 3 * c);
+    lse.par_chunks(t).enumerate().for_each(|(task, lse_h)| {
+        let (bi, h) = (task / nh, task % nh);
+        let head = Head { x: &qkv[bi * t * 3 * c..(bi + 1) * t * 3 * c], t, c, col: h * hs, hs };
+        let (dyb, yb) = (&dy[bi * t * c..(bi + 1) * t * c], &y[bi * t * c..(bi + 1) * t * c]);
+        let d_b = dqkv.rows_from(bi * t, t);
+        SCRATCH.with_borrow_mut(|sc| head_backward(d_b, accumulate, sc, &head, dyb, yb, lse_h));
     });
 }
 
-/// One (batch, head): dh = [dq | dk | dv], each (t, hs), from this batch element's dy and
-/// y (t, c) and the head's lse_h (t).
+/// dst (=, or += when `add`) `scale` · src.
 #[inline(always)]
-fn head_backward_body(dh: &mut [f32], sc: &mut Scratch, head: &Head, dyb: &[f32], yb: &[f32], lse_h: &[f32]) {
+fn store(dst: &mut [f32], src: &[f32], scale: f32, add: bool) {
+    if add {
+        dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s * scale);
+    } else {
+        dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s * scale);
+    }
+}
+
+/// One (batch, head): its columns of dq, dk and dv in dqkv (t rows of this batch element),
+/// from this batch element's dy and y (t, c) and the head's lse_h (t).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn head_backward_body(
+    dqkv: SharedRows,
+    accumulate: bool,
+    sc: &mut Scratch,
+    head: &Head,
+    dyb: &[f32],
+    yb: &[f32],
+    lse_h: &[f32],
+) {
     let (t, c, col, hs) = (head.t, head.c, head.col, head.hs);
     let (hp, tp) = (round_up(hs), round_up(t));
     let scale = 1.0 / (hs as f32).sqrt();
-    let q = zeroed(&mut sc.q, t * hp);
-    head.gather_rows(q, hp, 0);
-    let k = zeroed(&mut sc.k, t * hp);
-    head.gather_rows(k, hp, 1);
+    let (q, ldq) = head.rows(0, &mut sc.q);
+    let (k, ldk) = head.rows(1, &mut sc.k);
+    let (dy, lddy) = rows_operand(dyb, c, col, t, hs, &mut sc.dy);
     let kt = zeroed(&mut sc.kt, hp * tp);
     head.gather_cols(kt, tp, 1);
     let vt = zeroed(&mut sc.vt, hp * tp);
     head.gather_cols(vt, tp, 2);
-    let dy = zeroed(&mut sc.dy, t * hp);
-    for (dst, src) in dy.chunks_exact_mut(hp).zip(dyb.chunks_exact(c)) {
-        dst[..hs].copy_from_slice(&src[col..col + hs]);
-    }
-    let (p, dp) = (zeroed(&mut sc.p, QUERY_BLOCK * tp), zeroed(&mut sc.dp, QUERY_BLOCK * tp));
-    let (dq, dk, dv) = (zeroed(&mut sc.dq, t * hp), zeroed(&mut sc.dk, t * hp), zeroed(&mut sc.dv, t * hp));
+    let (p, dp) = (reused(&mut sc.p, QUERY_BLOCK * tp), reused(&mut sc.dp, QUERY_BLOCK * tp));
+    let dq = reused(&mut sc.dq, QUERY_BLOCK * hp);
+    let (dk, dv) = (zeroed(&mut sc.dk, t * hp), zeroed(&mut sc.dv, t * hp));
     for i0 in (0..t).step_by(QUERY_BLOCK) {
         let (rows, keys) = (QUERY_BLOCK.min(t - i0), (i0 + QUERY_BLOCK).min(t));
         let seen = |r: usize, mr: usize| (round_up(i0 + r + mr), (0, hs));
         // s (rows, keys) = q_block · kᵀ, then P; dP (rows, keys) = dy_block · vᵀ
-        matmul_rows(rows, p, tp, &q[i0 * hp..], (hp, 1), kt, tp, false, seen);
-        matmul_rows(rows, dp, tp, &dy[i0 * hp..], (hp, 1), vt, tp, false, seen);
+        matmul_rows(rows, p, tp, &q[i0 * ldq..], (ldq, 1), kt, tp, false, seen);
+        matmul_rows(rows, dp, tp, &dy[i0 * lddy..], (lddy, 1), vt, tp, false, seen);
         for (r, (prow, dprow)) in p.chunks_exact_mut(tp).zip(dp.chunks_exact_mut(tp)).take(rows).enumerate() {
             let i = i0 + r;
-            let (visible, masked) = prow[..keys].split_at_mut(i + 1);
-            exp_sum(visible, scale, lse_h[i]); // P_ij = exp(scale·s_ij − lse_i)
-            masked.fill(0.0);
-            let d = dot(&dy[i * hp..][..hs], &yb[i * c + col..][..hs]);
-            // dS_ij · scale, where the scale is the score's ∂S/∂(q·k)
-            let (ds_visible, ds_masked) = dprow[..keys].split_at_mut(i + 1);
-            ds_visible.iter_mut().zip(visible.iter()).for_each(|(g, &pij)| *g = pij * (*g - d) * scale);
-            ds_masked.fill(0.0);
+            let (len, zero_to) = (round_up(i + 1), round_up(keys));
+            let d = dot(&dy[i * lddy..][..hs], &yb[i * c + col..][..hs]);
+            // P_ij = exp(scale·s_ij − lse_i), and dS_ij / scale = P_ij (dP_ij − D_i)
+            for (pc, dpc) in prow[..len].chunks_exact_mut(NR).zip(dprow[..len].chunks_exact_mut(NR)) {
+                for (pij, g) in pc.iter_mut().zip(dpc) {
+                    *pij = exp(*pij * scale - lse_h[i]);
+                    *g = *pij * (*g - d);
+                }
+            }
+            prow[i + 1..zero_to].fill(0.0);
+            dprow[i + 1..zero_to].fill(0.0);
         }
-        // dq_block (rows, hs) = dS · k
-        matmul_rows(rows, &mut dq[i0 * hp..], hp, dp, (tp, 1), k, hp, false, |r, mr| (hp, (0, i0 + r + mr)));
+        // dq_block (rows, hs) = dS · k, complete for these queries
+        matmul_rows(rows, dq, hp, dp, (tp, 1), k, ldk, false, |r, mr| (hp, (0, i0 + r + mr)));
+        for (r, src) in dq.chunks_exact(hp).take(rows).enumerate() {
+            // SAFETY: this task is the only one writing columns col..col + hs of dq.
+            store(unsafe { dqkv.segment(i0 + r, col, hs) }, src, scale, accumulate);
+        }
         // dk (keys, hs) += dSᵀ · q_block and dv (keys, hs) += Pᵀ · dy_block; key j gets
         // contributions from queries i ≥ j only
         let from = |j: usize, _: usize| (hp, (j.saturating_sub(i0), rows));
-        matmul_rows(keys, dk, hp, dp, (1, tp), &q[i0 * hp..], hp, true, from);
-        matmul_rows(keys, dv, hp, p, (1, tp), &dy[i0 * hp..], hp, true, from);
+        matmul_rows(keys, dk, hp, dp, (1, tp), &q[i0 * ldq..], ldq, true, from);
+        matmul_rows(keys, dv, hp, p, (1, tp), &dy[i0 * lddy..], lddy, true, from);
     }
-    for (part, src) in [&*dq, &*dk, &*dv].into_iter().enumerate() {
-        for (dst, s) in dh[part * t * hs..(part + 1) * t * hs].chunks_exact_mut(hs).zip(src.chunks_exact(hp))
-        {
-            dst.copy_from_slice(&s[..hs]);
-        }
+    for (j, (dkj, dvj)) in dk.chunks_exact(hp).zip(dv.chunks_exact(hp)).enumerate() {
+        // SAFETY: this task is the only one writing columns col..col + hs of dk and dv.
+        store(unsafe { dqkv.segment(j, c + col, hs) }, dkj, scale, accumulate);
+        store(unsafe { dqkv.segment(j, 2 * c + col, hs) }, dvj, 1.0, accumulate);
     }
 }
 
@@ -597,31 +706,31 @@ mod tests {
     #[test]
     fn simd_and_portable_builds_give_the_same_bits() {
         let mut rng = Rng::seeded(9);
-        let (t, c, hs) = (QUERY_BLOCK + 7, 24, 12);
-        let qkv = Tensor::randn(&[t, 3 * c], 1.0, &mut rng);
-        let dy = Tensor::randn(&[t, c], 1.0, &mut rng);
-        let head = Head { x: &qkv.data, t, c, col: hs, hs };
-        let run = |simd: bool| {
-            let (mut yh, mut lse, mut sc) = (vec![0.0; t * hs], vec![0.0; t], Scratch::default());
-            let mut dh = vec![0.0; 3 * t * hs];
-            // y in the (t, c) layout that backward reads; only this head's columns matter.
-            let mut y = vec![0.0; t * c];
-            if simd {
-                head_forward(&mut yh, &mut lse, &mut sc, &head);
-            } else {
-                head_forward_body(&mut yh, &mut lse, &mut sc, &head);
-            }
-            for (row, src) in y.chunks_exact_mut(c).zip(yh.chunks_exact(hs)) {
-                row[hs..2 * hs].copy_from_slice(src);
-            }
-            if simd {
-                head_backward(&mut dh, &mut sc, &head, &dy.data, &y, &lse);
-            } else {
-                head_backward_body(&mut dh, &mut sc, &head, &dy.data, &y, &lse);
-            }
-            [yh, lse, dh].map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>())
-        };
-        assert!(run(true) == run(false), "attention: the SIMD and portable builds differ");
+        // hs = 12 runs on zero-padded copies of q, k, v and dy; hs = 32 reads them in place.
+        for (c, hs) in [(24, 12), (64, 32)] {
+            let t = QUERY_BLOCK + 7;
+            let qkv = Tensor::randn(&[t, 3 * c], 1.0, &mut rng);
+            let dy = Tensor::randn(&[t, c], 1.0, &mut rng);
+            let head = Head { x: &qkv.data, t, c, col: hs, hs };
+            let run = |simd: bool| {
+                let (mut y, mut lse, mut sc) = (vec![0.0; t * c], vec![0.0; t], Scratch::default());
+                let mut dqkv = vec![0.5; t * 3 * c];
+                let y_out = SharedRows::new(&mut y, c);
+                if simd {
+                    head_forward(y_out, &mut lse, &mut sc, &head);
+                } else {
+                    head_forward_body(y_out, &mut lse, &mut sc, &head);
+                }
+                let d_out = SharedRows::new(&mut dqkv, 3 * c);
+                if simd {
+                    head_backward(d_out, true, &mut sc, &head, &dy.data, &y, &lse);
+                } else {
+                    head_backward_body(d_out, true, &mut sc, &head, &dy.data, &y, &lse);
+                }
+                [y, lse, dqkv].map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>())
+            };
+            assert!(run(true) == run(false), "attention: the SIMD and portable builds differ (hs = {hs})");
+        }
     }
 
     #[test]
