@@ -125,15 +125,18 @@ fn run_one(cfg: &BenchConfig, steps: usize, sample_tokens: usize) -> Figures {
     let x: Vec<u32> = (0..b * t).map(|_| rng.below(v) as u32).collect();
     let y: Vec<u32> = (0..b * t).map(|_| rng.below(v) as u32).collect();
 
+    // As the trainer runs a step: all of it in one pool task.
     let mut train_step = |gpt: &mut Gpt, grads: &mut Grads| -> Duration {
-        grads.zero();
-        let out = gpt.forward(&x, Some(&y), b, t, None);
-        let loss = out.loss.expect("targets were given");
-        gpt.backward(loss, grads);
-        let scale = clip_scale(grad_norm(&gpt.tape, grads), 1.0);
-        let start = Instant::now();
-        opt.update(&mut gpt.tape, grads, 1e-3, scale);
-        start.elapsed()
+        tensor::on_pool(|| {
+            grads.zero();
+            let out = gpt.forward(&x, Some(&y), b, t, None);
+            let loss = out.loss.expect("targets were given");
+            gpt.backward(loss, grads);
+            let scale = clip_scale(grad_norm(&gpt.tape, grads), 1.0);
+            let start = Instant::now();
+            opt.update(&mut gpt.tape, grads, 1e-3, scale);
+            start.elapsed()
+        })
     };
     let mut step_times = Vec::new();
     let mut adamw_times = Vec::new();

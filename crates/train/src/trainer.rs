@@ -287,21 +287,30 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
         let mut next_batch = |inputs: &mut Vec<u32>, targets: &mut Vec<u32>| {
             sampler.next_batch(&corpus.train, inputs, targets)
         };
-        let loss = accumulate_gradients(
-            &mut gpt,
-            &mut grads,
-            accum,
-            (batch_size, block_size),
-            rng,
-            (&mut inputs, &mut targets),
-            &mut next_batch,
-        );
+        // One pool task for the whole step, so that the workers stay awake from op to op. A
+        // step with a non-finite loss or gradient, or a disconnected layer at step 0, is not
+        // applied; the checks below report it.
+        let (loss, norm) = tensor::on_pool(|| {
+            let loss = accumulate_gradients(
+                &mut gpt,
+                &mut grads,
+                accum,
+                (batch_size, block_size),
+                rng,
+                (&mut inputs, &mut targets),
+                &mut next_batch,
+            );
+            let norm = grad_norm(&gpt.tape, &grads);
+            if loss.is_finite() && norm.is_finite() && (step > 0 || gpt.check_grads(&grads).is_ok()) {
+                opt.update(&mut gpt.tape, &grads, lr as f32, clip_scale(norm, o.grad_clip));
+            }
+            (loss, norm)
+        });
         if step == 0 {
             gpt.check_grads(&grads).map_err(|e| {
                 TrainError::Message(format!("step 0: {e}; a layer is probably not connected to the loss"))
             })?;
         }
-        let norm = grad_norm(&gpt.tape, &grads);
         if !loss.is_finite() || !norm.is_finite() {
             let culprit = first_non_finite(&gpt.tape, &grads)
                 .map(|name| format!("the first parameter with a non-finite gradient is {name}"))
@@ -313,7 +322,6 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
                 run_dir.display()
             )));
         }
-        opt.update(&mut gpt.tape, &grads, lr as f32, clip_scale(norm, o.grad_clip));
         step += 1;
         state.tokens_seen += tokens_per_step;
         losses.push(loss as f32);
