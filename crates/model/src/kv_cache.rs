@@ -172,8 +172,9 @@ impl Gpt {
         if tokens.len() > 1 || 4 * cfg.n_embd * cfg.n_embd >= PARALLEL_MATVEC {
             // The prefill's products and the large matrix-vector products fork onto
             // rayon's pool: entering the pool once per call, not once per product, saves a
-            // cross-thread hand-off each time.
-            rayon::scope(|_| feed());
+            // cross-thread hand-off each time, and `on_pool` keeps the other workers awake
+            // between products.
+            tensor::on_pool(feed);
         } else {
             feed();
         }
