@@ -434,8 +434,8 @@ fn head_forward_body(y: SharedRows, lse_h: &mut [f32], sc: &mut Scratch, head: &
 }
 
 /// Given dy = ∂L/∂y (b, t, c), accumulates dqkv (b, t, 3c) += ∂L/∂qkv (or, unless
-/// `accumulate`, overwrites dqkv with it). Needs qkv, the
-/// forward's output y and its saved lse. With dS = ∂L/∂S:
+/// `accumulate`, overwrites dqkv with it). Needs qkv, the forward's output y and its saved
+/// lse. With dS = ∂L/∂S:
 ///
 /// ```text
 /// y_i = Σ_j P_ij v_j              ⇒  dv_j += Σ_i P_ij dy_i,   dP_ij = dy_i · v_j

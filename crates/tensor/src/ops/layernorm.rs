@@ -58,8 +58,9 @@ pub fn layernorm_forward(
 /// The dx line: ∂norm_j/∂x_i = rstd · (δ_ij − 1/c − norm_i · norm_j / c), because
 /// ∂mean/∂x_i = 1/c and ∂rstd/∂x_i = −rstd² · norm_i / c; summing dnorm_j over j gives it.
 /// dout, x: (n, c)  gamma: (c)  mean, rstd: (n) as saved by forward. Each gradient is
-/// optional; dx comes with whether to add into it (`true`) or overwrite it (`false`); dgamma and dbeta sum rows in chunks of [`ROW_CHUNK`] added in order, so the
-/// result does not depend on the thread count.
+/// optional; dx comes with whether to add into it (`true`) or overwrite it (`false`).
+/// dgamma and dbeta sum rows in chunks of [`ROW_CHUNK`] added in order, so the result does
+/// not depend on the thread count.
 #[allow(clippy::too_many_arguments)]
 pub fn layernorm_backward(
     dx: Option<(&mut [f32], bool)>,
