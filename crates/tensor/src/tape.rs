@@ -9,8 +9,9 @@
 //! Each op's forward appends one [`Record`] (the op with its dimensions, input ids,
 //! output id, and the ids of what backward needs, such as `mean` and `rstd`). Execution
 //! order is already a topological order, so [`Tape::backward`] walks the records from
-//! last to first and hands each one to its op's module, which accumulates (`+=`) into
-//! [`Grads`]. A tensor used twice simply receives two contributions.
+//! last to first and hands each one to its op's module, which writes into [`Grads`]: the
+//! first contribution to a gradient overwrites its buffer, later ones add (`+=`), so a
+//! tensor used twice simply receives two contributions.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -290,7 +290,7 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
         // One pool task for the whole step, so that the workers stay awake from op to op. A
         // step with a non-finite loss or gradient, or a disconnected layer at step 0, is not
         // applied; the checks below report it.
-        let (loss, norm) = tensor::on_pool(|| {
+        let (loss, norm, connected) = tensor::on_pool(|| {
             let loss = accumulate_gradients(
                 &mut gpt,
                 &mut grads,
@@ -301,16 +301,15 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
                 &mut next_batch,
             );
             let norm = grad_norm(&gpt.tape, &grads);
-            if loss.is_finite() && norm.is_finite() && (step > 0 || gpt.check_grads(&grads).is_ok()) {
+            let connected = if step == 0 { gpt.check_grads(&grads) } else { Ok(()) };
+            if loss.is_finite() && norm.is_finite() && connected.is_ok() {
                 opt.update(&mut gpt.tape, &grads, lr as f32, clip_scale(norm, o.grad_clip));
             }
-            (loss, norm)
+            (loss, norm, connected)
         });
-        if step == 0 {
-            gpt.check_grads(&grads).map_err(|e| {
-                TrainError::Message(format!("step 0: {e}; a layer is probably not connected to the loss"))
-            })?;
-        }
+        connected.map_err(|e| {
+            TrainError::Message(format!("step 0: {e}; a layer is probably not connected to the loss"))
+        })?;
         if !loss.is_finite() || !norm.is_finite() {
             let culprit = first_non_finite(&gpt.tape, &grads)
                 .map(|name| format!("the first parameter with a non-finite gradient is {name}"))

@@ -10,7 +10,7 @@ pub const ELEM_CHUNK: usize = 16384;
 
 /// Runs `body`, compiled for AVX2 when the CPU has it: the same arithmetic (no fused
 /// multiply-adds) in wider vectors, so the same bits either way. For the hot loops of
-/// the kernels in this file, layernorm and the reductions.
+/// layernorm and the reductions.
 #[inline(always)]
 pub(crate) fn simd<R>(body: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
@@ -71,7 +71,7 @@ pub(crate) fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32
 /// The kernels over flat slices. They live in their own module because the tape's
 /// dispatcher already calls this file's `<op>_backward(record, ...)` functions.
 pub mod kernels {
-    use super::{simd, simd_fma, ELEM_CHUNK};
+    use super::{simd_fma, ELEM_CHUNK};
     use crate::ops::exp::{exp_with, madd};
     use rayon::prelude::*;
 
@@ -110,11 +110,13 @@ pub mod kernels {
         madd::<true>(x * s * (1.0 - s), madd::<true>(3.0 * GELU_B, x2, GELU_A), s)
     }
 
-    /// out = f(x), elementwise.  x: (n)  →  out: (n). `f` is a generic, inlined closure.
+    /// out = f(x), elementwise.  x: (n)  →  out: (n). `f` is a generic, inlined closure;
+    /// the loop is compiled for FMA where the CPU has it, which changes nothing unless `f`
+    /// asks for fused multiply-adds.
     fn map_into(out: &mut [f32], x: &[f32], f: impl Fn(f32) -> f32 + Sync) {
         debug_assert_eq!(out.len(), x.len());
         out.par_chunks_mut(ELEM_CHUNK).zip(x.par_chunks(ELEM_CHUNK)).for_each(|(o, x)| {
-            simd(|| o.iter_mut().zip(x).for_each(|(o, &x)| *o = f(x)));
+            simd_fma(|| o.iter_mut().zip(x).for_each(|(o, &x)| *o = f(x)));
         });
     }
 
@@ -130,7 +132,7 @@ pub mod kernels {
 
     /// dx += dout ⊙ f(x) (or, unless `accumulate`, dx = dout ⊙ f(x)), elementwise: the
     /// backward of every op whose local derivative depends on one input value (`f` = the
-    /// derivative, or the other factor of a product).
+    /// derivative, or the other factor of a product). Compiled for FMA as [`map_into`].
     fn scaled_into(dx: &mut [f32], dout: &[f32], x: &[f32], accumulate: bool, f: impl Fn(f32) -> f32 + Sync) {
         debug_assert!(dx.len() == dout.len() && dx.len() == x.len());
         dx.par_chunks_mut(ELEM_CHUNK)
@@ -139,9 +141,9 @@ pub mod kernels {
             .for_each(|((dx, dout), x)| {
                 let terms = dx.iter_mut().zip(dout).zip(x);
                 if accumulate {
-                    simd(|| terms.for_each(|((dx, &d), &x)| *dx += d * f(x)));
+                    simd_fma(|| terms.for_each(|((dx, &d), &x)| *dx += d * f(x)));
                 } else {
-                    simd(|| terms.for_each(|((dx, &d), &x)| *dx = d * f(x)));
+                    simd_fma(|| terms.for_each(|((dx, &d), &x)| *dx = d * f(x)));
                 }
             });
     }
@@ -203,27 +205,13 @@ pub mod kernels {
     /// x · σ(2u) with the vectorisable `exp` (libm's `tanhf` runs one element at a time)
     /// and fused multiply-adds.  x: (n)  →  out: (n). Saves nothing (backward reads x).
     pub fn gelu_forward(out: &mut [f32], x: &[f32]) {
-        debug_assert_eq!(out.len(), x.len());
-        out.par_chunks_mut(ELEM_CHUNK).zip(x.par_chunks(ELEM_CHUNK)).for_each(|(o, x)| {
-            simd_fma(|| o.iter_mut().zip(x).for_each(|(o, &x)| *o = gelu(x)));
-        });
+        map_into(out, x, gelu);
     }
 
     /// Backward of GELU: dx (n) += dout ⊙ ∂out/∂x (see [`gelu_grad`]), where x (n) is the
     /// forward input (or, unless `accumulate`, dx = dout ⊙ ∂out/∂x).
     pub fn gelu_backward(dx: &mut [f32], dout: &[f32], x: &[f32], accumulate: bool) {
-        debug_assert!(dx.len() == dout.len() && dx.len() == x.len());
-        dx.par_chunks_mut(ELEM_CHUNK)
-            .zip(dout.par_chunks(ELEM_CHUNK))
-            .zip(x.par_chunks(ELEM_CHUNK))
-            .for_each(|((dx, dout), x)| {
-                let terms = dx.iter_mut().zip(dout).zip(x);
-                if accumulate {
-                    simd_fma(|| terms.for_each(|((dx, &d), &x)| *dx = madd::<true>(d, gelu_grad(x), *dx)));
-                } else {
-                    simd_fma(|| terms.for_each(|((dx, &d), &x)| *dx = d * gelu_grad(x)));
-                }
-            });
+        scaled_into(dx, dout, x, accumulate, gelu_grad);
     }
 
     /// out = max(x, 0).  x: (n)  →  out: (n). Saves nothing (backward reads x).
