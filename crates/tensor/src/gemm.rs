@@ -18,6 +18,9 @@
 //! (When all of B packed would be too large, as for a big vocabulary's logits, the
 //! blocks go in groups: pack the group's blocks, then every tile runs the group's blocks.)
 //!
+//! (Small products, under 2²⁷ multiply-adds, fork once instead: one task per thread owns a
+//! rectangle of C and packs, block by block, only the part of B it needs.)
+//!
 //! The micro-kernels (in `kernel.rs`) keep MR × NR/LANES SIMD accumulators in registers
 //! and, per step of p, load NR values of B and broadcast MR values of A: 14×32 with AVX-512
 //! (28 zmm accumulators), 6×16 with AVX2 + FMA (12 ymm accumulators). An A panel is packed
@@ -290,7 +293,7 @@ fn gemm_packed_own_b<K: Kernel>(
                 let block = Block { p0, kc, overwrite: p0 == 0 && !accumulate };
                 for i in (i0..i0 + mi).step_by(K::MC) {
                     let rows = Tile { i0: i, mi: K::MC.min(i0 + mi - i), j0, nj };
-                    gemm_tile::<K>(&rows, &block, n, a, &packed_b[..], j0, &c_ptr);
+                    gemm_tile::<K>(&rows, &block, n, a, packed_b, j0, &c_ptr);
                 }
             }
         });
