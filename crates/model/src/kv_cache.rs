@@ -15,13 +15,16 @@
 //! `rows.rs`.
 //!
 //! Every path is deterministic for any thread count: the GEMM, the row kernels and the
-//! matrix-vector products split their work into fixed pieces, and attention runs on one
-//! thread.
+//! matrix-vector products split their work into fixed pieces, and attention splits by
+//! head (a decoding step) or by row (a prefill), each computed whole on one thread.
 
+use rayon::prelude::*;
 use tensor::gemm::{gemm, Mat};
 
 use crate::gpt::{Block, LayerNorm, Linear};
-use crate::rows::{attend, gelu_in_place, layernorm, matmul_rows, matvec, FEW_ROWS, PARALLEL_MATVEC};
+use crate::rows::{
+    attend, attend_heads, gelu_in_place, layernorm, matmul_rows, matvec, FEW_ROWS, PARALLEL_MATVEC,
+};
 use crate::Gpt;
 
 /// Keys and values of every layer for the positions seen so far, for incremental decoding.
@@ -42,9 +45,9 @@ pub struct KvCache {
     qkv: Vec<f32>,
     /// The attention output, heads side by side (C).
     att: Vec<f32>,
-    /// Attention scores of one head over the positions so far (block_size).
+    /// Attention scores of each head over the positions so far (n_head, block_size).
     scores: Vec<f32>,
-    /// Their softmax, the attention weights (block_size).
+    /// Their softmax, the attention weights (n_head, block_size).
     probs: Vec<f32>,
     /// The MLP's hidden layer (4C).
     hidden: Vec<f32>,
@@ -110,6 +113,9 @@ impl KvCache {
     }
 }
 
+/// Prefill rows per parallel attention task.
+const ATTEND_ROWS: usize = 8;
+
 impl Gpt {
     /// An empty cache for up to block_size positions.
     pub fn new_cache(&self) -> KvCache {
@@ -124,8 +130,8 @@ impl Gpt {
             normed: vec![0.0; c],
             qkv: vec![0.0; 3 * c],
             att: vec![0.0; c],
-            scores: vec![0.0; t],
-            probs: vec![0.0; t],
+            scores: vec![0.0; cfg.n_head * t],
+            probs: vec![0.0; cfg.n_head * t],
             hidden: vec![0.0; 4 * c],
             zeros: vec![0.0; c],
             branch: vec![0.0; c],
@@ -200,8 +206,8 @@ impl Gpt {
             cache.v[layer_kv + pos * c..][..c].copy_from_slice(&cache.qkv[2 * c..]);
             let keys = &cache.k[layer_kv..][..(pos + 1) * c];
             let values = &cache.v[layer_kv..][..(pos + 1) * c];
-            let scratch = (&mut cache.scores[..], &mut cache.probs[..]);
-            attend(&mut cache.att, &cache.qkv[..c], keys, values, cfg.n_head, scratch);
+            let scratch = (&mut cache.scores[..], &mut cache.probs[..], block);
+            attend_heads(&mut cache.att, &cache.qkv[..c], (keys, values), cfg.n_head, scratch);
             self.linear(&mut cache.branch, &layer.attn.c_proj, &cache.att);
             cache.x.iter_mut().zip(&cache.branch).for_each(|(x, y)| *x += y);
 
@@ -256,13 +262,22 @@ impl Gpt {
             cache.k[at..][..c].copy_from_slice(&qkv[c..2 * c]);
             cache.v[at..][..c].copy_from_slice(&qkv[2 * c..]);
         }
-        for (i, (out, qkv)) in rows.att.chunks_exact_mut(c).zip(rows.qkv.chunks_exact(3 * c)).enumerate() {
-            // Row i sees the cached positions and the new ones up to its own, pos0 + i.
-            let seen = (pos0 + i + 1) * c;
-            let (keys, values) = (&cache.k[layer_kv..][..seen], &cache.v[layer_kv..][..seen]);
-            let scratch = (&mut cache.scores[..], &mut cache.probs[..]);
-            attend(out, &qkv[..c], keys, values, cfg.n_head, scratch);
-        }
+        // Row i sees the cached positions and the new ones up to its own, pos0 + i. The rows
+        // are independent: they go through the pool in blocks, each with its own scratch.
+        let (k, v) = (&cache.k[layer_kv..], &cache.v[layer_kv..]);
+        let capacity = cache.capacity;
+        let rows_attend = |i0: usize, att: &mut [f32], qkv: &[f32]| {
+            let mut scratch = (vec![0.0; capacity], vec![0.0; capacity]);
+            for (i, (out, qkv)) in att.chunks_exact_mut(c).zip(qkv.chunks_exact(3 * c)).enumerate() {
+                let seen = (pos0 + i0 + i + 1) * c;
+                attend(out, &qkv[..c], &k[..seen], &v[..seen], cfg.n_head, (&mut scratch.0, &mut scratch.1));
+            }
+        };
+        rows.att
+            .par_chunks_mut(ATTEND_ROWS * c)
+            .zip(rows.qkv.par_chunks(ATTEND_ROWS * 3 * c))
+            .enumerate()
+            .for_each(|(b, (att, qkv))| rows_attend(b * ATTEND_ROWS, att, qkv));
         self.linear_rows(&mut rows.branch, &layer.attn.c_proj, &rows.att, n); // (n, C)
         rows.x.iter_mut().zip(&rows.branch).for_each(|(x, y)| *x += y);
     }
@@ -397,8 +412,10 @@ mod tests {
 
     #[test]
     fn cached_path_is_bit_identical_with_one_and_two_threads() {
-        // Wide enough that the matrix-vector products and the prefill's GEMMs run in parallel.
-        let gpt = random_model(config(192, true), 5);
+        // Wide enough that the matrix-vector products and the prefill's GEMMs run in parallel,
+        // and long enough that a step's attention splits its heads across threads.
+        let gpt = random_model(GptConfig { block_size: 100, ..config(192, true) }, 5);
+        const { assert!(100 * 192 >= crate::rows::PARALLEL_ATTEND) };
         let run = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a thread pool");
             pool.install(|| {
@@ -410,7 +427,7 @@ mod tests {
                 }
                 // Generation past block_size, so the window is rebuilt by a prefill.
                 let params = SamplingParams { temperature: 1.0, top_k: None, top_p: None };
-                let text = generate(&gpt, &prompt[..3], 40, &params, &mut Rng::seeded(9), &mut |_| {});
+                let text = generate(&gpt, &prompt[..3], 130, &params, &mut Rng::seeded(9), &mut |_| {});
                 (logits.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), text)
             })
         };

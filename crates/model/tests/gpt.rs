@@ -148,8 +148,11 @@ fn assert_close(got: &[f32], want: &[f32], what: &str) {
 
 #[test]
 fn cached_logits_equal_the_full_forward_at_every_position() {
-    for bias in [true, false] {
-        let config = tiny(bias);
+    // The last model is wide and long enough that its matrix-vector products, a step's
+    // attention heads and a prefill's attention rows all run in parallel.
+    let wide = GptConfig { block_size: 96, n_layer: 1, n_head: 3, n_embd: 192, ..tiny(true) };
+    for config in [tiny(true), tiny(false), wide] {
+        let (bias, c) = (config.bias, config.n_embd);
         let (v, t) = (config.vocab_size, config.block_size);
         let mut gpt = Gpt::new(config.clone(), 11);
         randomise(&mut gpt, 12);
@@ -163,7 +166,7 @@ fn cached_logits_equal_the_full_forward_at_every_position() {
             for pos in 0..t {
                 let logits = gpt.forward_cached(&mut cache, &tokens[seq * t + pos..][..1]);
                 let want = &full[(seq * t + pos) * v..][..v];
-                assert_close(&logits, want, &format!("bias {bias}, sequence {seq}, position {pos}"));
+                assert_close(&logits, want, &format!("C {c}, bias {bias}, sequence {seq}, position {pos}"));
             }
             assert_eq!(cache.len(), t);
         }
