@@ -3,9 +3,9 @@
 //!
 //! For each configuration it prints training tokens/s (forward + backward + clipping +
 //! AdamW, median over steps after warm-up), MFU against the f32 GEMM peak measured here,
-//! peak resident memory, batch-1 sampling tokens/s with and without the KV cache, and a
-//! per-op profile of one step. Each configuration runs in a child process of its own so
-//! that its peak memory is its own.
+//! peak resident memory, batch-1 sampling tokens/s with and without the KV cache (with it:
+//! the median of five runs), and a per-op profile of one step. Each configuration runs in
+//! a child process of its own so that its peak memory is its own.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -41,6 +41,10 @@ struct Args {
     #[arg(long, hide = true)]
     one: Option<String>,
 }
+
+/// Timed runs of the KV-cache sampling loop; the median is reported (one run takes well
+/// under a second, and this machine's speed drifts).
+const SAMPLE_RUNS: usize = 5;
 
 /// A benchmark configuration: the model and the batch it trains on.
 struct BenchConfig {
@@ -164,9 +168,12 @@ fn run_one(cfg: &BenchConfig, steps: usize, sample_tokens: usize) -> Figures {
         let params = SamplingParams { temperature: 0.8, top_k: None, top_p: None };
         let prompt: Vec<u32> = (0..8).map(|i| i % v as u32).collect();
         generate(&gpt, &prompt, 8, &params, &mut rng, &mut |_| {}); // warm-up
-        let start = Instant::now();
-        let n = generate(&gpt, &prompt, sample_tokens, &params, &mut rng, &mut |_| {}).len();
-        cached = Some(n as f64 / start.elapsed().as_secs_f64());
+        let rates = (0..SAMPLE_RUNS).map(|_| {
+            let start = Instant::now();
+            let n = generate(&gpt, &prompt, sample_tokens, &params, &mut rng, &mut |_| {}).len();
+            n as f64 / start.elapsed().as_secs_f64()
+        });
+        cached = Some(median(rates.collect()));
 
         let mut text = prompt.clone();
         let start = Instant::now();
