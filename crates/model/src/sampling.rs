@@ -244,28 +244,35 @@ impl<'a> Decoder<'a> {
 /// Generates up to `max_new_tokens` after `prompt` (which must not be empty), calling
 /// `on_token` with each new token as soon as it is chosen; returns the new tokens.
 /// Texts longer than block_size slide the window as [`Decoder`] describes.
+///
+/// The whole loop runs as one task on rayon's pool (`tensor::on_pool`), `on_token`
+/// included, so the other workers stay awake from token to token: waking them for each
+/// token, and again for each window rebuild, would cost about as much as a small model's
+/// step.
 pub fn generate(
     gpt: &Gpt,
     prompt: &[u32],
     max_new_tokens: usize,
     params: &SamplingParams,
     rng: &mut Rng,
-    on_token: &mut dyn FnMut(u32),
+    on_token: &mut (dyn FnMut(u32) + Send),
 ) -> Vec<u32> {
     let mut new_tokens = Vec::with_capacity(max_new_tokens);
     if max_new_tokens == 0 {
         return new_tokens;
     }
-    let mut decoder = Decoder::new(gpt, prompt);
-    loop {
-        let token = sample_next(decoder.logits(), params, rng);
-        on_token(token);
-        new_tokens.push(token);
-        if new_tokens.len() == max_new_tokens {
-            return new_tokens;
+    tensor::on_pool(|| {
+        let mut decoder = Decoder::new(gpt, prompt);
+        loop {
+            let token = sample_next(decoder.logits(), params, rng);
+            on_token(token);
+            new_tokens.push(token);
+            if new_tokens.len() == max_new_tokens {
+                return new_tokens;
+            }
+            decoder.push(token);
         }
-        decoder.push(token);
-    }
+    })
 }
 
 #[cfg(test)]

@@ -122,7 +122,9 @@ fn run(args: &Args) -> Result<()> {
     report_dropped("prompt", &dropped);
     let context = if prompt_ids.is_empty() { vec![start_token(tokenizer)] } else { prompt_ids.clone() };
 
-    let mut out = io::stdout().lock();
+    // Not locked: generation runs on a worker thread of rayon's pool, which a lock
+    // (tied to this thread) could not be handed to.
+    let mut out = io::stdout();
     if let Some(text) = score_text {
         return score(&mut out, gpt, tokenizer, &context, &text, args.drop_unknown);
     }
@@ -153,7 +155,7 @@ fn report_dropped(what: &str, dropped: &[char]) {
 /// Prints the prompt, then each new token's text as soon as it is complete.
 #[allow(clippy::too_many_arguments)]
 fn generate_streaming(
-    out: &mut impl Write,
+    out: &mut (impl Write + Send),
     gpt: &model::Gpt,
     tokenizer: &dyn Tokenizer,
     context: &[u32],
