@@ -335,27 +335,10 @@ mod tests {
     use crate::sampling::{generate, SamplingParams};
     use crate::{Gpt, GptConfig};
 
-    /// A model with weights of std 0.3 (gains around 1), so the logits spread out and any
-    /// difference between two paths shows.
+    /// A model with large random weights (see `testing::randomise`).
     fn random_model(config: GptConfig, seed: u64) -> Gpt {
         let mut gpt = Gpt::new(config, seed);
-        let mut rng = Rng::seeded(seed + 1);
-        let ids: Vec<_> = gpt
-            .tape
-            .params()
-            .map(|(id, name, _)| {
-                (
-                    id,
-                    name.ends_with("ln_1.weight")
-                        || name.ends_with("ln_2.weight")
-                        || name.ends_with("ln_f.weight"),
-                )
-            })
-            .collect();
-        for (id, is_gain) in ids {
-            let offset = if is_gain { 1.0 } else { 0.0 };
-            gpt.tape.value_mut(id).data.iter_mut().for_each(|v| *v = offset + 0.3 * rng.normal());
-        }
+        crate::testing::randomise(&mut gpt, seed + 1);
         gpt
     }
 

@@ -6,7 +6,8 @@
 //! Files: `config.rs` (the config and sizes), `init.rs` (parameter names, shapes, layout
 //! and initialisation), `gpt.rs` (the model and its training forward), `kv_cache.rs`
 //! (incremental inference without the tape), `rows.rs` (its one-row kernels),
-//! `checkpoint.rs` (the file format).
+//! `checkpoint.rs` (the file format), `testing.rs` (helpers for tests, here and in the
+//! crates that use the model).
 
 pub mod checkpoint;
 mod config;
@@ -15,6 +16,8 @@ pub mod init;
 mod kv_cache;
 mod rows;
 pub mod sampling;
+#[doc(hidden)]
+pub mod testing;
 
 pub use config::GptConfig;
 pub use gpt::{ForwardOutput, Gpt};

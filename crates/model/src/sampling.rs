@@ -278,6 +278,7 @@ pub fn generate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{chi_square, ChiSquare};
 
     fn params(temperature: f32, top_k: Option<usize>, top_p: Option<f32>) -> SamplingParams {
         SamplingParams { temperature, top_k, top_p }
@@ -407,33 +408,6 @@ mod tests {
         assert_ne!(run(5), run(6));
     }
 
-    /// Pearson's χ² of `counts` against `probs` (bins expecting fewer than 5 draws are
-    /// pooled) and the 99.9% quantile of χ² with its degrees of freedom
-    /// (Wilson–Hilferty approximation).
-    fn chi_square(counts: &[usize], probs: &[f64]) -> (f64, f64) {
-        let n: usize = counts.iter().sum();
-        let (mut stat, mut bins) = (0.0, 0);
-        let (mut pooled_count, mut pooled_expected) = (0.0, 0.0);
-        for (&c, &p) in counts.iter().zip(probs) {
-            let expected = p * n as f64;
-            if expected < 5.0 {
-                pooled_count += c as f64;
-                pooled_expected += expected;
-            } else {
-                stat += (c as f64 - expected).powi(2) / expected;
-                bins += 1;
-            }
-        }
-        if pooled_expected > 0.0 {
-            stat += (pooled_count - pooled_expected).powi(2) / pooled_expected;
-            bins += 1;
-        }
-        let df = (bins - 1) as f64;
-        let z = 3.09; // the 99.9% quantile of the standard normal
-        let quantile = df * (1.0 - 2.0 / (9.0 * df) + z * (2.0 / (9.0 * df)).sqrt()).powi(3);
-        (stat, quantile)
-    }
-
     #[test]
     fn frequencies_at_temperature_one_match_softmax() {
         let logits = [1.5, 0.2, -0.4, 0.9, 0.0, -2.0, 2.1, -1.0];
@@ -443,10 +417,10 @@ mod tests {
         for _ in 0..20_000 {
             counts[sample_next(&logits, &params(1.0, None, None), &mut rng) as usize] += 1;
         }
-        let (stat, bound) = chi_square(&counts, &probs);
+        let ChiSquare { stat, bound, .. } = chi_square(&counts, &probs);
         assert!(stat < bound, "χ² = {stat:.1} ≥ {bound:.1}: counts {counts:?}, probs {probs:?}");
         // The same test rejects the distribution of another temperature.
-        let (wrong, _) = chi_square(&counts, &softmax(&logits, 0.7));
+        let wrong = chi_square(&counts, &softmax(&logits, 0.7)).stat;
         assert!(wrong > bound, "χ² against T = 0.7 is only {wrong:.1}");
     }
 
@@ -466,7 +440,7 @@ mod tests {
         for (id, &c) in counts.iter().enumerate() {
             assert!(probs[id] > 0.0 || c == 0, "token {id} drawn {c} times but filtered out");
         }
-        let (stat, bound) = chi_square(&counts, &probs);
+        let ChiSquare { stat, bound, .. } = chi_square(&counts, &probs);
         assert!(stat < bound, "χ² = {stat:.1} ≥ {bound:.1}: counts {counts:?}, probs {probs:?}");
     }
 

@@ -1,6 +1,7 @@
 //! Behaviour of the GPT: initialisation, the gradient check, dropout, the KV-cache path
 //! against the full forward, and overfitting one batch.
 
+use model::testing::randomise;
 use model::{Gpt, GptConfig};
 use tensor::{Grads, Rng};
 
@@ -10,28 +11,6 @@ fn tiny(bias: bool) -> GptConfig {
 
 fn random_tokens(n: usize, vocab: usize, rng: &mut Rng) -> Vec<u32> {
     (0..n).map(|_| rng.below(vocab) as u32).collect()
-}
-
-/// Replaces every parameter with large random values (gains around 1), so that a wrong
-/// position, head or layer would change the logits visibly.
-fn randomise(gpt: &mut Gpt, seed: u64) {
-    let mut rng = Rng::seeded(seed);
-    let ids: Vec<_> = gpt
-        .tape
-        .params()
-        .map(|(id, name, _)| {
-            (
-                id,
-                name.ends_with("ln_1.weight")
-                    || name.ends_with("ln_2.weight")
-                    || name.ends_with("ln_f.weight"),
-            )
-        })
-        .collect();
-    for (id, is_gain) in ids {
-        let offset = if is_gain { 1.0 } else { 0.0 };
-        gpt.tape.value_mut(id).data.iter_mut().for_each(|v| *v = offset + 0.3 * rng.normal());
-    }
 }
 
 fn std_of(data: &[f32]) -> f32 {

@@ -4,6 +4,7 @@
 //! sampling frequencies match the model's softmax, and scoring matches the full forward.
 
 use model::sampling::{argmax, generate, log_softmax, sample_next, softmax, Decoder, SamplingParams};
+use model::testing::{chi_square, ChiSquare};
 use model::{Gpt, GptConfig};
 use tensor::Rng;
 
@@ -158,25 +159,8 @@ fn sampling_frequencies_match_the_models_softmax() {
     for _ in 0..n {
         counts[sample_next(decoder.logits(), &params, &mut rng) as usize] += 1;
     }
-    // Pearson's χ², pooling bins that expect fewer than 5 draws.
-    let (mut stat, mut bins, mut pooled_c, mut pooled_e) = (0.0, 0, 0.0, 0.0);
-    for (&c, &p) in counts.iter().zip(&probs) {
-        let e = p * n as f64;
-        if e < 5.0 {
-            pooled_c += c as f64;
-            pooled_e += e;
-        } else {
-            stat += (c as f64 - e).powi(2) / e;
-            bins += 1;
-        }
-    }
-    if pooled_e > 0.0 {
-        stat += (pooled_c - pooled_e).powi(2) / pooled_e;
-        bins += 1;
-    }
-    assert!(bins >= 3, "the distribution is too peaked to test: {probs:?}");
-    let df = (bins - 1) as f64;
-    let bound = df * (1.0 - 2.0 / (9.0 * df) + 3.09 * (2.0 / (9.0 * df)).sqrt()).powi(3);
+    let ChiSquare { stat, bound, df } = chi_square(&counts, &probs);
+    assert!(df >= 2, "the distribution is too peaked to test: {probs:?}");
     assert!(stat < bound, "χ² = {stat:.1} ≥ {bound:.1} (df {df}): counts {counts:?}, probs {probs:?}");
     eprintln!("χ² = {stat:.1} < {bound:.1} (df {df})");
 }
