@@ -50,12 +50,17 @@ pub fn evaluate(
 ) -> Result<f64, TrainError> {
     let (b, t) = (config.train.batch_size, config.model.block_size);
     let mut sampler = BatchSampler::new(file, b, t, seed)?;
-    let mut sum = 0.0f64;
-    for _ in 0..config.train.eval_iters {
-        sampler.next_batch(file, inputs, targets);
-        let out = gpt.forward(inputs, Some(targets), b, t, None);
-        sum += gpt.tape.data(out.loss.expect("a forward with targets returns a loss"))[0] as f64;
-    }
+    // One pool task for all the batches, as for a training step: the workers stay awake
+    // from op to op.
+    let sum = tensor::on_pool(|| {
+        let mut sum = 0.0f64;
+        for _ in 0..config.train.eval_iters {
+            sampler.next_batch(file, inputs, targets);
+            let out = gpt.forward(inputs, Some(targets), b, t, None);
+            sum += gpt.tape.data(out.loss.expect("a forward with targets returns a loss"))[0] as f64;
+        }
+        sum
+    });
     gpt.tape.reset();
     Ok(sum / config.train.eval_iters as f64)
 }
