@@ -19,7 +19,7 @@ use model::{Gpt, GptConfig};
 use plot::tensorboard::EventWriter;
 use plot::MetricRow;
 use serde::{Deserialize, Serialize};
-use tensor::{Grads, Rng, TensorId};
+use tensor::{Grads, Rng};
 
 use crate::config::Config;
 use crate::console::{self, preflight, Console, StepReport, Verbosity};
@@ -500,10 +500,9 @@ pub fn accumulate_gradients(
     (inputs, targets): (&mut Vec<u32>, &mut Vec<u32>),
     next_batch: &mut dyn FnMut(&mut Vec<u32>, &mut Vec<u32>),
 ) -> f64 {
-    // Only parameter gradients accumulate; each backward zeroes the activation gradients.
-    for i in 0..gpt.tape.n_params() {
-        grads.get_mut(TensorId(i)).fill(0.0);
-    }
+    // Only parameter gradients accumulate; each backward starts the activation gradients
+    // afresh.
+    grads.zero();
     let mut loss_sum = 0.0f64;
     for _ in 0..accum {
         next_batch(inputs, targets);
