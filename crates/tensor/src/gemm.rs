@@ -18,8 +18,9 @@
 //! (When all of B packed would be too large, as for a big vocabulary's logits, the
 //! blocks go in groups: pack the group's blocks, then every tile runs the group's blocks.)
 //!
-//! (Small products, under 2²⁷ multiply-adds, fork once instead: one task per thread owns a
-//! rectangle of C and packs, block by block, only the part of B it needs.)
+//! (Products under 2³¹ multiply-adds whose part of a B block fits in 4 MiB per thread, which
+//! is every linear layer of the bundled configurations, fork once instead: one task per
+//! thread owns a rectangle of C and packs, block by block, only the part of B it needs.)
 //!
 //! The micro-kernels (in `kernel.rs`) keep MR × NR/LANES SIMD accumulators in registers
 //! and, per step of p, load NR values of B and broadcast MR values of A: 14×32 with AVX-512
@@ -233,28 +234,34 @@ fn gemm_packed<K: Kernel>(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &mut 
     gemm_packed_grouped::<K>(m, k, n, a, b, c, accumulate, MAX_PACKED_B);
 }
 
-/// Products up to this many multiply-adds (about 1 ms of work on two cores) take
+/// Products up to this many multiply-adds (about 20 ms of work on two cores: every
+/// linear layer of a GPT-2-small step, not its vocabulary-wide head) take
 /// [`gemm_packed_own_b`]: one task per thread, each packing its own part of B.
-const OWN_B_UP_TO: usize = 1 << 27;
+const OWN_B_UP_TO: usize = 1 << 31;
+/// Most values of B one task of [`gemm_packed_own_b`] packs per block (4 MiB).
+const MAX_OWN_B: usize = 1 << 20;
 
 /// How [`gemm_packed_own_b`] splits C among `threads` tasks: (row tiles, column tiles)
-/// with product `threads`, each tile at least one panel in both directions, choosing the
-/// split that packs the fewest values (each column tile packs its rows of A, each row
-/// tile its columns of B). None when no split fits.
+/// with product `threads`, each tile at least one panel in both directions and packing at
+/// most [`MAX_OWN_B`] values of B per block, choosing the split that packs the fewest
+/// values (each column tile packs its rows of A, each row tile its columns of B). None
+/// when no split fits.
 fn own_b_split<K: Kernel>(m: usize, k: usize, n: usize, threads: usize) -> Option<(usize, usize)> {
     let (panels_m, panels_n) = (m.div_ceil(K::MR), n.div_ceil(K::NR));
     (1..=threads)
         .filter(|&tiles_n| threads.is_multiple_of(tiles_n))
         .map(|tiles_n| (threads / tiles_n, tiles_n))
         .filter(|&(tiles_m, tiles_n)| tiles_m <= panels_m && tiles_n <= panels_n)
+        .filter(|&(_, tiles_n)| KC.min(k) * panels_n.div_ceil(tiles_n) * K::NR <= MAX_OWN_B)
         .min_by_key(|&(tiles_m, tiles_n)| tiles_n * m * k + tiles_m * k * n)
 }
 
-/// The packed GEMM for small products: one parallel region with one task per thread,
-/// each owning a rectangle of C and packing the part of B that rectangle needs, block by
-/// block, then running MC-row slices of its rows against it. Small products spend much
-/// of their time in synchronisation and in moving packed B between cores, and this
-/// variant has one fork-join and keeps each packed block in the core that uses it. Every
+/// The packed GEMM for products up to [`OWN_B_UP_TO`]: one parallel region with one task
+/// per thread, each owning a rectangle of C and packing the part of B that rectangle
+/// needs, block by block, then running MC-row slices of its rows against it. Products of
+/// this size lose much of their time to synchronisation and to moving packed B between
+/// cores, and this variant has one fork-join and keeps each packed block in the core that
+/// uses it. Every
 /// element still gets the same operations in the same order, so the bits are those of
 /// [`gemm_packed_grouped`].
 #[allow(clippy::too_many_arguments)]
