@@ -6,8 +6,8 @@ fp32, eager, at a given thread count, so both can be run side by side in one sit
 
 Prints, per configuration: training tokens/s (forward + backward + AdamW, median over steps
 after warm-up), MFU against the f32 GEMM peak measured here, peak resident memory, and
-batch-1 sampling tokens/s with and without a KV cache (with it: the median of five runs). Each configuration runs in its own
-process so that its peak memory is its own.
+batch-1 sampling tokens/s with and without a KV cache (with it: the median of five
+runs). Each configuration runs in its own process so that its peak memory is its own.
 """
 
 import argparse
@@ -86,7 +86,7 @@ def run_one(name, threads, steps, sample_tokens):
     if name != "gpt2":
         model.eval()
         prompt = torch.randint(0, V, (1, 8))
-        # The cached loop takes well under a second: the median of SAMPLE_RUNS runs.
+        # The cached loop takes a second or two: the median of SAMPLE_RUNS runs.
         for key, fn, runs in (("sample_cached_tok_s", model.generate_cached, SAMPLE_RUNS),
                               ("sample_uncached_tok_s", model.generate_uncached, 1)):
             fn(prompt, 8)  # warm-up

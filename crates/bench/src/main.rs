@@ -42,8 +42,8 @@ struct Args {
     one: Option<String>,
 }
 
-/// Timed runs of the KV-cache sampling loop; the median is reported (one run takes well
-/// under a second, and this machine's speed drifts).
+/// Timed runs of the KV-cache sampling loop; the median is reported (one run takes under
+/// a second, and a shared machine's speed drifts).
 const SAMPLE_RUNS: usize = 5;
 
 /// A benchmark configuration: the model and the batch it trains on.

@@ -2,10 +2,11 @@
 //! keys and values for the positions seen so far, so each new token costs one pass of
 //! matrix-vector products plus one attention row, not a forward over the whole text.
 //!
-//! This is the sampling hot path at batch 1. The [`KvCache`] owns every buffer it needs
-//! (the keys and values for block_size positions, and scratch rows), so after
-//! [`Gpt::new_cache`] a decoding step allocates nothing. Weights are read in place from the
-//! tape: a linear layer is `out[o] = bias[o] + w[o, :] · x`, each weight row contiguous.
+//! This is the sampling hot path at batch 1. The [`KvCache`] owns every buffer a decoding
+//! step needs (the keys and values for block_size positions, and scratch rows), so after
+//! [`Gpt::new_cache`] a step allocates nothing (a prefill's parallel attention takes a
+//! scratch row pair per thread). Weights are read in place from the tape: a linear layer
+//! is `out[o] = bias[o] + w[o, :] · x`, each weight row contiguous.
 //!
 //! Several tokens fed at once (a prompt, or the window re-fed after it slid) go through
 //! the blocks together as a small matrix ("prefill"): each linear layer reads every weight
@@ -266,18 +267,21 @@ impl Gpt {
         // are independent: they go through the pool in blocks, each with its own scratch.
         let (k, v) = (&cache.k[layer_kv..], &cache.v[layer_kv..]);
         let capacity = cache.capacity;
-        let rows_attend = |i0: usize, att: &mut [f32], qkv: &[f32]| {
-            let mut scratch = (vec![0.0; capacity], vec![0.0; capacity]);
-            for (i, (out, qkv)) in att.chunks_exact_mut(c).zip(qkv.chunks_exact(3 * c)).enumerate() {
-                let seen = (pos0 + i0 + i + 1) * c;
-                attend(out, &qkv[..c], &k[..seen], &v[..seen], cfg.n_head, (&mut scratch.0, &mut scratch.1));
-            }
-        };
+        let rows_attend =
+            |(scores, probs): &mut (Vec<f32>, Vec<f32>), i0: usize, att: &mut [f32], qkv: &[f32]| {
+                for (i, (out, qkv)) in att.chunks_exact_mut(c).zip(qkv.chunks_exact(3 * c)).enumerate() {
+                    let seen = (pos0 + i0 + i + 1) * c;
+                    attend(out, &qkv[..c], &k[..seen], &v[..seen], cfg.n_head, (scores, probs));
+                }
+            };
         rows.att
             .par_chunks_mut(ATTEND_ROWS * c)
             .zip(rows.qkv.par_chunks(ATTEND_ROWS * 3 * c))
             .enumerate()
-            .for_each(|(b, (att, qkv))| rows_attend(b * ATTEND_ROWS, att, qkv));
+            .for_each_init(
+                || (vec![0.0; capacity], vec![0.0; capacity]),
+                |scratch, (b, (att, qkv))| rows_attend(scratch, b * ATTEND_ROWS, att, qkv),
+            );
         self.linear_rows(&mut rows.branch, &layer.attn.c_proj, &rows.att, n); // (n, C)
         rows.x.iter_mut().zip(&rows.branch).for_each(|(x, y)| *x += y);
     }
@@ -405,8 +409,10 @@ mod tests {
                 let mut cache = gpt.new_cache();
                 let prompt: Vec<u32> = (0..20).map(|i| (i * 7 % 37) as u32).collect();
                 let mut logits = gpt.forward_cached(&mut cache, &prompt);
-                for t in 0..4 {
-                    logits.extend(gpt.forward_cached_into(&mut cache, &[t]));
+                // Single steps up to the last position: from position 86 on, a step's
+                // attention heads run on different threads.
+                for t in 0..80 {
+                    logits.extend(gpt.forward_cached_into(&mut cache, &[t % 37]));
                 }
                 // Generation past block_size, so the window is rebuilt by a prefill.
                 let params = SamplingParams { temperature: 1.0, top_k: None, top_p: None };

@@ -2,11 +2,12 @@
 //! one query row of causal attention over the cache, the matrix-vector product of a
 //! linear layer at batch 1, and the same product for a few rows at once (a prefill).
 //!
-//! They compute what the tape's kernels do, for one row and without rayon: the tape's
-//! kernels fork onto the thread pool on every call, which for a single row of a small
-//! model costs more than the arithmetic. Only the matrix-vector products of wide layers
-//! run in parallel, over fixed chunks of output rows, so each output element is computed
-//! by the same instructions whatever the thread count.
+//! They compute what the tape's kernels do, for one row: the tape's kernels fork onto the
+//! thread pool on every call, which for a single row of a small model costs more than the
+//! arithmetic. Only large pieces of work are split across threads: a wide layer's
+//! matrix-vector product by fixed chunks of output rows, a few rows' products by fixed
+//! chunks of rows, and attention over a long cache by head. Each output element is
+//! computed whole on one thread, by the same instructions whatever the thread count.
 //!
 //! The matrix-vector product streams the weights once per token; four rows at a time share
 //! each load of `x`, and every row's dot product is the same chain of fused multiply-adds
@@ -67,13 +68,14 @@ pub(crate) fn attend(
 }
 
 /// Caches at least this large (positions · C) run [`attend_heads`]'s heads in parallel
-/// when the caller is already on rayon's pool (where a fork costs microseconds, not a
-/// hand-off to sleeping threads).
+/// when the caller is one of the pool's threads (inside `tensor::on_pool`, where the other
+/// workers are awake and a fork costs microseconds).
 pub(crate) const PARALLEL_ATTEND: usize = 1 << 14;
 
 /// [`attend`] with the heads split across threads once the cache holds at least
-/// [`PARALLEL_ATTEND`] values and this thread is one of the pool's; each head is computed by the same instructions either way.
-/// scores, probs: scratch of n_head · `stride` values, `stride` at least the positions.
+/// [`PARALLEL_ATTEND`] values and this thread is one of the pool's; each head is computed
+/// by the same instructions either way. scores, probs: scratch of n_head · `stride` values
+/// (one `stride` per head), `stride` at least the positions.
 pub(crate) fn attend_heads(
     out: &mut [f32],
     q: &[f32],
@@ -81,27 +83,21 @@ pub(crate) fn attend_heads(
     n_head: usize,
     (scores, probs, stride): (&mut [f32], &mut [f32], usize),
 ) {
-    let hs = q.len() / n_head;
-    let head = |h: usize, out: &mut [f32], scores: &mut [f32], probs: &mut [f32]| {
-        attend_head(out, h, q, (keys, values), (scores, probs));
-    };
-    let (scores, probs) = (&mut scores[..n_head * stride], &mut probs[..n_head * stride]);
     if keys.len() < PARALLEL_ATTEND || rayon::current_thread_index().is_none() {
-        out.chunks_exact_mut(hs)
-            .zip(scores.chunks_exact_mut(stride).zip(probs.chunks_exact_mut(stride)))
-            .enumerate()
-            .for_each(|(h, (out, (s, p)))| head(h, out, s, p));
-    } else {
-        out.par_chunks_exact_mut(hs)
-            .zip(scores.par_chunks_exact_mut(stride).zip(probs.par_chunks_exact_mut(stride)))
-            .enumerate()
-            .for_each(|(h, (out, (s, p)))| head(h, out, s, p));
+        return attend(out, q, keys, values, n_head, (&mut scores[..stride], &mut probs[..stride]));
     }
+    let hs = q.len() / n_head;
+    let (scores, probs) = (&mut scores[..n_head * stride], &mut probs[..n_head * stride]);
+    out.par_chunks_exact_mut(hs)
+        .zip(scores.par_chunks_exact_mut(stride).zip(probs.par_chunks_exact_mut(stride)))
+        .enumerate()
+        .for_each(|(h, (out, (s, p)))| attend_head(out, h, q, (keys, values), (s, p)));
 }
 
 /// Head h of [`attend`]: out (hs) = softmax(q_h · K_hᵀ / √hs) · V_h, compiled for AVX2 +
-/// FMA where the CPU has them (the weighted sum of values is a chain of fused
-/// multiply-adds, so the bits are the same either way).
+/// FMA where the CPU has them. The weighted sum of values is a chain of fused
+/// multiply-adds either way, so the bits are the same (elsewhere each is a call to the
+/// library's `fmaf`: right, but slow on CPUs without FMA).
 fn attend_head(
     out: &mut [f32],
     h: usize,
@@ -350,11 +346,12 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
     sum + a[i..n].iter().zip(&b[i..n]).map(|(x, y)| x * y).sum::<f32>()
 }
 
-/// How many weight rows ahead [`dot4_avx2`] asks for the cache lines it will read next. A
-/// row of a small model's layer is a few cache lines, too short for the hardware
-/// prefetcher to ramp up on; asking 16 rows (four groups) ahead keeps the memory bus busy
-/// (+10-15% tokens/s sampling the small model on one thread).
-const PREFETCH_AHEAD: usize = 16;
+/// How far ahead in the weights (in values: 24 KiB) [`dot4_avx2`] asks for the cache lines
+/// it will read. It reads four rows side by side, each only a few dozen cache lines long:
+/// four short interleaved streams, which the hardware prefetcher follows too late to keep
+/// the memory bus busy. (Near the end of a matrix this points past it; a prefetch is only a
+/// hint and never faults.)
+const PREFETCH_AHEAD: usize = 6 * 1024;
 
 /// out[r] = w[r, :] · x for four consecutive rows of w (4, c), each with the instructions
 /// of [`dot_avx2`], sharing the loads of x.
@@ -372,7 +369,7 @@ unsafe fn dot4_avx2(out: &mut [f32], w: &[f32], x: &[f32]) {
         let (x0, x1) = (_mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(px.add(i + 8)));
         for r in 0..4 {
             let row = pw.add(r * c + i);
-            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(PREFETCH_AHEAD * c) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(PREFETCH_AHEAD) as *const i8);
             acc0[r] = _mm256_fmadd_ps(_mm256_loadu_ps(row), x0, acc0[r]);
             acc1[r] = _mm256_fmadd_ps(_mm256_loadu_ps(row.add(8)), x1, acc1[r]);
         }

@@ -245,10 +245,11 @@ impl<'a> Decoder<'a> {
 /// `on_token` with each new token as soon as it is chosen; returns the new tokens.
 /// Texts longer than block_size slide the window as [`Decoder`] describes.
 ///
-/// The whole loop runs as one task on rayon's pool (`tensor::on_pool`), `on_token`
-/// included, so the other workers stay awake from token to token: waking them for each
-/// token, and again for each window rebuild, would cost about as much as a small model's
-/// step.
+/// The whole loop runs as one task on rayon's pool (`tensor::on_pool`), so the other
+/// workers stay awake (spinning) from token to token: waking them for each token, and
+/// again for each window rebuild, would cost about as much as a small model's step. So
+/// `on_token` runs on a pool thread too: it should be quick, and must not wait for other
+/// work on the same pool.
 pub fn generate(
     gpt: &Gpt,
     prompt: &[u32],

@@ -6,8 +6,9 @@ use tensor::Rng;
 
 use crate::Gpt;
 
-/// Replaces every weight with `0.3 · N(0, 1)` draws (layer-norm gains with `1 + 0.3 · N(0, 1)`),
-/// so that logits spread out and any difference between two computations shows.
+/// Replaces every parameter with `0.3 · N(0, 1)` draws (layer-norm gains with
+/// `1 + 0.3 · N(0, 1)`), so that logits spread out and any difference between two
+/// computations shows.
 pub fn randomise(gpt: &mut Gpt, seed: u64) {
     let mut rng = Rng::seeded(seed);
     let ids: Vec<_> = gpt
@@ -41,7 +42,15 @@ pub struct ChiSquare {
 }
 
 /// χ² of `counts` against `probs`, bins expecting fewer than 5 draws pooled into one.
+/// Panics when fewer than two bins remain: such a distribution cannot be tested.
 pub fn chi_square(counts: &[usize], probs: &[f64]) -> ChiSquare {
+    assert_eq!(
+        counts.len(),
+        probs.len(),
+        "chi_square: {} counts for {} probabilities",
+        counts.len(),
+        probs.len()
+    );
     let n: usize = counts.iter().sum();
     let (mut stat, mut bins) = (0.0, 0);
     let (mut pooled_count, mut pooled_expected) = (0.0, 0.0);
@@ -59,7 +68,8 @@ pub fn chi_square(counts: &[usize], probs: &[f64]) -> ChiSquare {
         stat += (pooled_count - pooled_expected).powi(2) / pooled_expected;
         bins += 1;
     }
-    let df = bins.max(2) - 1;
+    assert!(bins >= 2, "chi_square: the distribution is too peaked to test ({bins} bin after pooling)");
+    let df = bins - 1;
     let d = df as f64;
     let z = 3.09; // the 99.9% quantile of the standard normal
     let bound = d * (1.0 - 2.0 / (9.0 * d) + z * (2.0 / (9.0 * d)).sqrt()).powi(3);
