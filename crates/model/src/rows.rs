@@ -347,10 +347,10 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// How far ahead in the weights (in values: 24 KiB) [`dot4_avx2`] asks for the cache lines
-/// it will read. It reads four rows side by side, each only a few dozen cache lines long:
-/// four short interleaved streams, which the hardware prefetcher follows too late to keep
-/// the memory bus busy. (Near the end of a matrix this points past it; a prefetch is only a
-/// hint and never faults.)
+/// it will read, into L2 (so as not to evict what L1 holds). It reads four rows side by
+/// side, each only a few dozen cache lines long: four short interleaved streams, which
+/// the hardware prefetcher follows too late to keep the memory bus busy. (Near the end of
+/// a matrix this points past it; a prefetch is only a hint and never faults.)
 const PREFETCH_AHEAD: usize = 6 * 1024;
 
 /// out[r] = w[r, :] · x for four consecutive rows of w (4, c), each with the instructions
@@ -369,7 +369,7 @@ unsafe fn dot4_avx2(out: &mut [f32], w: &[f32], x: &[f32]) {
         let (x0, x1) = (_mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(px.add(i + 8)));
         for r in 0..4 {
             let row = pw.add(r * c + i);
-            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(PREFETCH_AHEAD) as *const i8);
+            _mm_prefetch::<_MM_HINT_T1>(row.wrapping_add(PREFETCH_AHEAD) as *const i8);
             acc0[r] = _mm256_fmadd_ps(_mm256_loadu_ps(row), x0, acc0[r]);
             acc1[r] = _mm256_fmadd_ps(_mm256_loadu_ps(row.add(8)), x1, acc1[r]);
         }
