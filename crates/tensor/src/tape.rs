@@ -57,7 +57,7 @@ pub enum Op {
         n: usize,
         s: f32,
     },
-    /// out (n, c) = table (v, c)[ids]; the ids are in the record.
+    /// out (n, c) = `table (v, c)[ids]`; the ids are in the record.
     Embedding {
         n: usize,
         c: usize,
@@ -81,7 +81,7 @@ pub enum Op {
         c: usize,
     },
     /// Causal self-attention, fused per (batch, head); input qkv (b, t, 3c), out (b, t, c);
-    /// saved [lse]: the log-sum-exp of each score row, (b, nh, t).
+    /// saved `[lse]`: the log-sum-exp of each score row, (b, nh, t).
     Attention {
         b: usize,
         t: usize,
@@ -95,7 +95,7 @@ pub enum Op {
         v: usize,
         ignore_index: Option<u32>,
     },
-    /// Inverted dropout; saved [mask] holding 0 or 1/(1-p) per element.
+    /// Inverted dropout; saved `[mask]` holding 0 or 1/(1-p) per element.
     Dropout {
         n: usize,
         p: f32,

@@ -17,10 +17,10 @@
 //! Only `lse` (b, nh, t) is saved. Backward recomputes P from q, k and lse, as
 //! FlashAttention does, rather than keeping b·nh·t² probabilities alive for the step.
 //!
-//! Each (batch, head) is one rayon task. It walks the queries in blocks of [`QUERY_BLOCK`]
+//! Each (batch, head) is one rayon task. It walks the queries in blocks of `QUERY_BLOCK`
 //! rows, whose scores live in a per-thread scratch of `QUERY_BLOCK × t`. Every product
 //! (q·kᵀ and P·v, and backward's four) runs on one small register-tiled kernel,
-//! [`matmul_tile`], that reads its left operand with any strides and skips what the causal
+//! `matmul_tile`, that reads its left operand with any strides and skips what the causal
 //! mask zeroes: a tile of queries ending at row i touches keys 0..=i only. Its right
 //! operand is row-major in blocks of NR columns: k and v transposed are copied into
 //! zero-padded buffers, and q, k, v and dy are read in place from qkv and dy when hs is a

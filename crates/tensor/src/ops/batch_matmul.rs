@@ -1,4 +1,4 @@
-//! Batched matmul: out[i] = a[i] · b[i] (or a[i] · b[i]ᵀ), one GEMM per batch element,
+//! Batched matmul: `out[i] = a[i] · b[i]` (or `a[i] · b[i]ᵀ`), one GEMM per batch element,
 //! for the unfused form of attention (q · kᵀ, then probs · v). The batch elements run in
 //! parallel; each output element is computed by one GEMM call with a fixed order of
 //! additions, so results do not depend on the thread count.
@@ -8,7 +8,7 @@ use crate::grads::Grads;
 use crate::tape::{Op, Record, Tape, TensorId};
 use rayon::prelude::*;
 
-/// out[i] = a[i] · b[i], or a[i] · b[i]ᵀ when `transpose_b`.
+/// `out[i] = a[i] · b[i]`, or `a[i] · b[i]ᵀ` when `transpose_b`.
 /// a: (batch, m, k)  b: (batch, k, n), or (batch, n, k) when `transpose_b`  →  out:
 /// (batch, m, n). Saves nothing (backward reads a and b).
 #[allow(clippy::too_many_arguments)]
@@ -41,11 +41,15 @@ fn b_operand(bi: &[f32], k: usize, n: usize, transpose_b: bool) -> Mat<'_> {
     }
 }
 
-/// Backward of out[i] = a[i] · B[i], where B[i] = b[i] or b[i]ᵀ. Given dout (batch, m, n),
-/// accumulates (each optional)
-///   da[i] (m, k) += dout[i] · B[i]ᵀ
-///   db[i]        += a[i]ᵀ · dout[i]  (k, n),  or its transpose doutᵀ[i] · a[i] (n, k)
-///                   when `transpose_b`
+/// Backward of `out[i] = a[i] · B[i]`, where `B[i]` is `b[i]` or `b[i]ᵀ`. Given dout
+/// (batch, m, n), accumulates (each optional)
+///
+/// ```text
+/// da[i] (m, k) += dout[i] · B[i]ᵀ
+/// db[i]        += a[i]ᵀ · dout[i]  (k, n),  or its transpose doutᵀ[i] · a[i] (n, k)
+///                 when transpose_b
+/// ```
+///
 /// a, b: as in forward.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_matmul_backward(

@@ -5,8 +5,8 @@
 //! loss    = (1 / count) Σ_r −log probs_r[target_r]  over the rows whose target is not ignored
 //! ```
 //!
-//! Fusing the two avoids the log of a tiny probability: −log probs_r[y] is computed as
-//! lse_r − logits_r[y], with lse_r = log Σ exp(logits_r). The probabilities are saved for
+//! Fusing the two avoids the log of a tiny probability: `−log probs_r[y]` is computed as
+//! `lse_r − logits_r[y]`, with `lse_r = log Σ exp(logits_r)`. The probabilities are saved for
 //! backward, where ∂loss/∂logits_r = (probs_r − onehot(target_r)) / count.
 
 use crate::grads::Grads;

@@ -208,7 +208,7 @@ pub mod kernels {
         map_into(out, x, gelu);
     }
 
-    /// Backward of GELU: dx (n) += dout ⊙ ∂out/∂x (see [`gelu_grad`]), where x (n) is the
+    /// Backward of GELU: dx (n) += dout ⊙ ∂out/∂x (see `gelu_grad`), where x (n) is the
     /// forward input (or, unless `accumulate`, dx = dout ⊙ ∂out/∂x).
     pub fn gelu_backward(dx: &mut [f32], dout: &[f32], x: &[f32], accumulate: bool) {
         scaled_into(dx, dout, x, accumulate, gelu_grad);

@@ -1,4 +1,4 @@
-//! Embedding lookup: out = table[ids], one row of the table per id. Backward scatter-adds
+//! Embedding lookup: `out = table[ids]`, one row of the table per id. Backward scatter-adds
 //! each output row's gradient into its id's row of the table; repeated ids accumulate.
 
 use crate::grads::Grads;
@@ -6,7 +6,7 @@ use crate::ops::ROW_CHUNK;
 use crate::tape::{Op, Record, Tape, TensorId};
 use rayon::prelude::*;
 
-/// out[r] = table[ids[r]].  table: (v, c)  ids: (n), each < v  →  out: (n, c).
+/// `out[r] = table[ids[r]]`.  table: (v, c)  ids: (n), each < v  →  out: (n, c).
 /// Panics (naming the op and the shapes) on an id ≥ v. Saves nothing; the ids go into
 /// the record.
 pub fn embedding_forward(out: &mut [f32], table: &[f32], ids: &[u32], n: usize, c: usize, v: usize) {
@@ -23,7 +23,7 @@ pub fn embedding_forward(out: &mut [f32], table: &[f32], ids: &[u32], n: usize, 
     });
 }
 
-/// Backward of out[r] = table[ids[r]]: dtable[ids[r]] += dout[r] for every r.
+/// Backward of `out[r] = table[ids[r]]`: `dtable[ids[r]] += dout[r]` for every r.
 /// dout: (n, c)  ids: (n)  →  dtable: (v, c).
 ///
 /// Deterministic and parallel: the positions are first grouped by id (a counting sort,
@@ -71,7 +71,7 @@ fn check_ids(ids: &[u32], v: usize, c: usize) {
 }
 
 impl Tape {
-    /// table (v, c) looked up at `ids` → shape + [c], where `shape` multiplies to ids.len().
+    /// table (v, c) looked up at `ids` → `shape + [c]`, where `shape` multiplies to `ids.len()`.
     /// Panics on an id ≥ v.
     pub fn embedding(&mut self, table: TensorId, ids: &[u32], shape: &[usize]) -> TensorId {
         let ts = self.shape(table).to_vec();

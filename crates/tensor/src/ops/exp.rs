@@ -64,7 +64,7 @@ pub fn exp_with<const FMA: bool>(x: f32) -> f32 {
     er * two_n
 }
 
-/// xs[i] ← exp(scale · xs[i] − shift) for every element; returns Σ xs[i] after the update.
+/// `xs[i] ← exp(scale · xs[i] − shift)` for every element; returns `Σ xs[i]` after the update.
 /// The sum runs in `LANES` partial sums combined in a fixed order, so it depends only on
 /// the values, not on the CPU's vector width.
 pub fn exp_sum(xs: &mut [f32], scale: f32, shift: f32) -> f32 {

@@ -12,8 +12,12 @@ use rayon::prelude::*;
 pub const EPS: f32 = 1e-5;
 
 /// For each row r of x:
-///   mean[r] = Σ_i x_i / c,   rstd[r] = 1 / √(Σ_i (x_i − mean)² / c + EPS)
-///   out_i   = (x_i − mean) · rstd · gamma_i + beta_i
+///
+/// ```text
+/// mean[r] = Σ_i x_i / c,   rstd[r] = 1 / √(Σ_i (x_i − mean)² / c + EPS)
+/// out_i   = (x_i − mean) · rstd · gamma_i + beta_i
+/// ```
+///
 /// x: (n, c)  gamma, beta: (c)  →  out: (n, c). Saves mean (n) and rstd (n).
 #[allow(clippy::too_many_arguments)]
 pub fn layernorm_forward(

@@ -45,13 +45,13 @@ pub mod kernels {
 }
 
 impl Tape {
-    /// Σ x → shape [1].
+    /// Σ x → shape `[1]`.
     pub fn sum(&mut self, x: TensorId) -> TensorId {
         let n = self.value(x).numel();
         self.reduce(x, Op::Sum { n }, kernels::sum_forward)
     }
 
-    /// mean(x) → shape [1].
+    /// mean(x) → shape `[1]`.
     pub fn mean(&mut self, x: TensorId) -> TensorId {
         let n = self.value(x).numel();
         self.reduce(x, Op::Mean { n }, kernels::mean_forward)
