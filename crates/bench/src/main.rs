@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tensor::gemm::{gemm, Mat};
 use tensor::{Grads, Rng, Tensor};
 use train::optim::{clip_scale, grad_norm, AdamW, AdamWConfig};
+use train::trainer::accumulate_gradients;
 
 #[derive(Parser)]
 #[command(about = "Training and sampling speed, MFU, memory and a per-op profile")]
@@ -129,13 +130,15 @@ fn run_one(cfg: &BenchConfig, steps: usize, sample_tokens: usize) -> Figures {
     let x: Vec<u32> = (0..b * t).map(|_| rng.below(v) as u32).collect();
     let y: Vec<u32> = (0..b * t).map(|_| rng.below(v) as u32).collect();
 
-    // As the trainer runs a step: all of it in one pool task.
+    // As the trainer runs a step (the same gradient function): all of it in one pool task.
+    let (mut inputs, mut targets) = (Vec::new(), Vec::new());
     let mut train_step = |gpt: &mut Gpt, grads: &mut Grads| -> Duration {
         tensor::on_pool(|| {
-            grads.zero();
-            let out = gpt.forward(&x, Some(&y), b, t, None);
-            let loss = out.loss.expect("targets were given");
-            gpt.backward(loss, grads);
+            let batch = (&mut inputs, &mut targets);
+            accumulate_gradients(gpt, grads, 1, (b, t), None, batch, &mut |inputs, targets| {
+                inputs.clone_from(&x);
+                targets.clone_from(&y);
+            });
             let scale = clip_scale(grad_norm(&gpt.tape, grads), 1.0);
             let start = Instant::now();
             opt.update(&mut gpt.tape, grads, 1e-3, scale);

@@ -261,9 +261,8 @@ fn own_b_split<K: Kernel>(m: usize, k: usize, n: usize, threads: usize) -> Optio
 /// needs, block by block, then running MC-row slices of its rows against it. Products of
 /// this size lose much of their time to synchronisation and to moving packed B between
 /// cores, and this variant has one fork-join and keeps each packed block in the core that
-/// uses it. Every
-/// element still gets the same operations in the same order, so the bits are those of
-/// [`gemm_packed_grouped`].
+/// uses it. Every element still gets the same operations in the same order, so the bits
+/// are those of [`gemm_packed_grouped`].
 #[allow(clippy::too_many_arguments)]
 fn gemm_packed_own_b<K: Kernel>(
     m: usize,
@@ -289,14 +288,7 @@ fn gemm_packed_own_b<K: Kernel>(
             for p0 in (0..k).step_by(KC) {
                 let kc = KC.min(k - p0);
                 let packed_b = &mut packed_b[..kc * nj_padded];
-                let src = Source {
-                    data: b.data,
-                    start: p0 * b.rs + j0 * b.cs,
-                    lanes: nj,
-                    lane_stride: b.cs,
-                    k_stride: b.rs,
-                };
-                pack_block(packed_b, kc * K::NR, K::NR, kc, &src);
+                pack_block(packed_b, kc * K::NR, K::NR, kc, &Source::columns_of(b, p0, j0, nj));
                 let block = Block { p0, kc, overwrite: p0 == 0 && !accumulate };
                 for i in (i0..i0 + mi).step_by(K::MC) {
                     let rows = Tile { i0: i, mi: K::MC.min(i0 + mi - i), j0, nj };
@@ -339,14 +331,7 @@ fn gemm_packed_grouped<K: Kernel>(
                 let groups = block.par_chunks_mut(4 * kc * K::NR).with_min_len(min_len);
                 groups.enumerate().for_each(|(group, out)| {
                     let j0 = group * 4 * K::NR;
-                    let src = Source {
-                        data: b.data,
-                        start: p0 * b.rs + j0 * b.cs,
-                        lanes: n - j0,
-                        lane_stride: b.cs,
-                        k_stride: b.rs,
-                    };
-                    pack_block(out, kc * K::NR, K::NR, kc, &src);
+                    pack_block(out, kc * K::NR, K::NR, kc, &Source::columns_of(b, p0, j0, n - j0));
                 });
             });
             let packed_b = &*packed_b;
@@ -478,6 +463,13 @@ struct Source<'a> {
     lanes: usize,
     lane_stride: usize,
     k_stride: usize,
+}
+
+impl<'a> Source<'a> {
+    /// `lanes` columns of B from column j0 on, read from contraction step p0 on.
+    fn columns_of(b: Mat<'a>, p0: usize, j0: usize, lanes: usize) -> Source<'a> {
+        Source { data: b.data, start: p0 * b.rs + j0 * b.cs, lanes, lane_stride: b.cs, k_stride: b.rs }
+    }
 }
 
 /// Packs consecutive lanes into panels of W lanes over `kc` steps: panel q starts at

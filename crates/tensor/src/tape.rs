@@ -207,6 +207,10 @@ impl Op {
 /// not spin for another one (two such workers could each wait for the other's body to
 /// finish); it returns to its own work.
 pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if IN_POOL_BODY.get() > 0 {
+        // Already inside a body on this thread: the other workers are spinning for it.
+        return f();
+    }
     let done = AtomicBool::new(false);
     rayon::scope(|scope| {
         for _ in 1..rayon::current_num_threads() {
