@@ -14,6 +14,8 @@
 //!
 //! Saving writes a temporary file in the same directory, syncs it, renames it over the
 //! target and syncs the directory, so a crash leaves either the old file or the new one.
+//! A checkpoint saved under two names at once (the trainer's `latest.ckpt` and `best.ckpt`)
+//! is written once and hard-linked.
 //! Loading checks the magic, the version, that the payload length is exactly what the
 //! file holds (before allocating anything), the checksum, and then decodes with bincode
 //! limited to the payload's length, so no length read from the file can make it allocate
@@ -101,48 +103,85 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ 
     move |source| CheckpointError::Io { path: path.to_path_buf(), error: source }
 }
 
+/// Replaces `path` atomically: `create` makes a temporary file beside it, which is then
+/// renamed over `path`, and the directory synced. On failure the temporary file is removed
+/// and `path` is as it was.
+fn replace_atomically(
+    path: &Path,
+    create: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> Result<(), CheckpointError> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = path.file_name().ok_or_else(|| {
+        CheckpointError::Invalid(format!("{}: a checkpoint path must name a file", path.display()))
+    })?;
+    let mut tmp_name = file_name.to_os_string();
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let _ = std::fs::remove_file(&tmp); // left by a crash of a process with the same id
+    if let Err(source) = create(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(CheckpointError::Io { path: tmp, error: source });
+    }
+    if let Err(source) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(CheckpointError::Io { path: path.to_path_buf(), error: source });
+    }
+    // Make the rename itself durable. Directories cannot be opened for syncing on every
+    // platform, so a failure here is not an error.
+    if let Ok(dir) = File::open(&dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
 impl Checkpoint {
     /// Atomically writes the checkpoint (temporary file, fsync, rename).
     pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
-        let bytes =
-            self.to_bytes().map_err(|e| CheckpointError::Invalid(format!("{}: {e}", path.display())))?;
-        let dir = match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-            _ => PathBuf::from("."),
+        self.save_as(&[path])
+    }
+
+    /// Writes the checkpoint under each of `paths`, each replaced atomically: encoded and
+    /// written once, the other names then hard links to that file (copies where the file
+    /// system has no hard links). A later save replaces a name with a new file, so the
+    /// names never share anything but the bytes of this one checkpoint.
+    pub fn save_as(&self, paths: &[&Path]) -> Result<(), CheckpointError> {
+        let Some((&first, rest)) = paths.split_first() else {
+            return Ok(());
         };
-        let file_name = path.file_name().ok_or_else(|| {
-            CheckpointError::Invalid(format!("{}: a checkpoint path must name a file", path.display()))
-        })?;
-        let mut tmp_name = file_name.to_os_string();
-        tmp_name.push(format!(".tmp-{}", std::process::id()));
-        let tmp = dir.join(tmp_name);
-        let write = || -> std::io::Result<()> {
-            let mut file = File::create(&tmp)?;
+        let bytes =
+            self.to_bytes().map_err(|e| CheckpointError::Invalid(format!("{}: {e}", first.display())))?;
+        replace_atomically(first, |tmp| {
+            let mut file = File::create(tmp)?;
             file.write_all(&bytes)?;
             file.sync_all()
-        };
-        if let Err(source) = write() {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(CheckpointError::Io { path: tmp, error: source });
-        }
-        std::fs::rename(&tmp, path).map_err(io_error(path))?;
-        // Make the rename itself durable. Directories cannot be opened for syncing on
-        // every platform, so a failure here is not an error.
-        if let Ok(dir) = File::open(&dir) {
-            let _ = dir.sync_all();
+        })?;
+        for &path in rest {
+            let linked = replace_atomically(path, |tmp| std::fs::hard_link(first, tmp));
+            if linked.is_err() {
+                replace_atomically(path, |tmp| {
+                    let mut file = File::create(tmp)?;
+                    file.write_all(&bytes)?;
+                    file.sync_all()
+                })?;
+            }
         }
         Ok(())
     }
 
     /// The whole file: header then payload.
     pub fn to_bytes(&self) -> Result<Vec<u8>, bincode::Error> {
-        let payload = payload_options(u64::MAX).serialize(self)?;
-        let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len());
+        let payload_len = payload_options(u64::MAX).serialized_size(self)?;
+        let mut bytes = Vec::with_capacity(HEADER_LEN + payload_len as usize);
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        bytes.extend_from_slice(&payload);
+        bytes.extend_from_slice(&payload_len.to_le_bytes());
+        bytes.extend_from_slice(&[0; 4]); // the CRC, once the payload is in place
+        payload_options(u64::MAX).serialize_into(&mut bytes, self)?;
+        let crc = crc32fast::hash(&bytes[HEADER_LEN..]);
+        bytes[HEADER_LEN - 4..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
         Ok(bytes)
     }
 

@@ -73,6 +73,26 @@ fn save_then_load_gives_the_same_checkpoint_and_logits() {
 }
 
 #[test]
+fn saving_under_two_names_then_replacing_one_leaves_the_other() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (latest, best) = (dir.path().join("latest.ckpt"), dir.path().join("best.ckpt"));
+    let first = checkpoint_of(&Gpt::new(tiny(), 3));
+    first.save_as(&[&latest, &best]).expect("save under two names");
+    assert_eq!(Checkpoint::load(&latest).expect("load latest"), first);
+    assert_eq!(Checkpoint::load(&best).expect("load best"), first);
+
+    // The names may share one file; replacing one must not change the other.
+    let second = checkpoint_of(&Gpt::new(tiny(), 4));
+    second.save(&latest).expect("save latest again");
+    assert_eq!(Checkpoint::load(&latest).expect("load latest"), second);
+    assert_eq!(Checkpoint::load(&best).expect("load best"), first, "best.ckpt is untouched");
+    let mut names: Vec<_> =
+        std::fs::read_dir(dir.path()).expect("list").map(|e| e.expect("entry").file_name()).collect();
+    names.sort();
+    assert_eq!(names, ["best.ckpt", "latest.ckpt"], "no temporary file is left behind");
+}
+
+#[test]
 fn a_missing_file_names_its_path() {
     let err = Checkpoint::load(Path::new("/nonexistent/dir/x.ckpt")).expect_err("no file");
     println!("{err}");

@@ -58,10 +58,11 @@ pub fn evaluate(
             sampler.next_batch(file, inputs, targets);
             let out = gpt.forward(inputs, Some(targets), b, t, None);
             sum += gpt.tape.data(out.loss.expect("a forward with targets returns a loss"))[0] as f64;
+            // The next batch reuses this one's activation memory.
+            gpt.tape.reset();
         }
         sum
     });
-    gpt.tape.reset();
     Ok(sum / config.train.eval_iters as f64)
 }
 

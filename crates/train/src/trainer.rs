@@ -8,7 +8,7 @@
 //! resume). Everything random in training (batch sampler, dropout) lives in
 //! [`TrainState`], saved in every checkpoint, so a resumed run continues bit for bit.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -420,12 +420,12 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
             state.train_sampler = sampler.state();
             state.elapsed_s = elapsed;
             let ckpt = checkpoint(&gpt, &opt, &config, corpus.tokenizer.as_ref(), step, &state);
-            if improved {
-                ckpt.save(&run_dir.join("best.ckpt"))?;
-            }
-            if save_latest {
-                ckpt.save(&run_dir.join("latest.ckpt"))?;
-            }
+            let (latest, best) = (run_dir.join("latest.ckpt"), run_dir.join("best.ckpt"));
+            let names: Vec<&Path> = [(save_latest, &latest), (improved, &best)]
+                .into_iter()
+                .filter_map(|(wanted, path)| wanted.then_some(path.as_path()))
+                .collect();
+            ckpt.save_as(&names)?;
         }
         if stop {
             if stop_file.exists() {
