@@ -337,6 +337,11 @@ impl Tape {
         &mut self.values[id.0]
     }
 
+    /// Every parameter, in registration order, to update in place (the optimizer).
+    pub fn params_mut(&mut self) -> &mut [Tensor] {
+        &mut self.values[..self.n_params]
+    }
+
     pub fn data(&self, id: TensorId) -> &[f32] {
         &self.value(id).data
     }

@@ -4,12 +4,13 @@
 //! The optimizer works on the parameters of a [`Tape`] (ids `0..n_params`) and their
 //! gradients in [`Grads`]. Weight decay follows nanoGPT's two groups: every parameter with
 //! two or more dimensions (embeddings and Linear weights) decays, biases and LayerNorm
-//! parameters do not. The update is one fused pass per parameter, split into chunks of a
-//! fixed size that run in parallel; it is elementwise, so the thread count cannot change
-//! the result, and it allocates nothing.
+//! parameters do not. The update is one fused pass over every parameter, split into chunks
+//! of a fixed size that run in parallel (compiled for AVX2 where the CPU has it); it is
+//! elementwise, so neither the thread count nor the instruction set changes the result.
 
 use model::checkpoint::OptimizerState;
 use rayon::prelude::*;
+use tensor::ops::elementwise::simd;
 use tensor::{Grads, Tape, TensorId};
 
 /// Elements per parallel task in the update and in the norm.
@@ -64,32 +65,35 @@ impl AdamW {
         let bias2 = 1.0 - (beta2 as f64).powi(self.step as i32);
         let step_size = (lr as f64 / bias1) as f32;
         let inv_bias2_sqrt = (1.0 / bias2.sqrt()) as f32;
-        for i in 0..self.m.len() {
-            let id = TensorId(i);
-            let g = grads.get(id);
-            let p = &mut tape.value_mut(id).data;
+        // Every parameter's chunks in one parallel pass: the model's many small tensors
+        // (layer norms) would each cost a fork and a join.
+        let mut work = Vec::new();
+        let params = tape.params_mut();
+        assert_eq!(params.len(), self.m.len(), "AdamW: the tape has another number of parameters");
+        for (i, ((p, m), v)) in params.iter_mut().zip(&mut self.m).zip(&mut self.v).enumerate() {
+            let g = grads.get(TensorId(i));
             assert_eq!(
                 g.len(),
-                p.len(),
+                p.data.len(),
                 "AdamW: parameter {i} has {} values but a gradient of {} (no backward this step?)",
-                p.len(),
+                p.data.len(),
                 g.len()
             );
             let decay_factor = if self.decay[i] { 1.0 - lr * weight_decay } else { 1.0 };
-            p.par_chunks_mut(CHUNK)
-                .zip(self.m[i].par_chunks_mut(CHUNK))
-                .zip(self.v[i].par_chunks_mut(CHUNK))
-                .zip(g.par_chunks(CHUNK))
-                .for_each(|(((p, m), v), g)| {
-                    for j in 0..p.len() {
-                        let g = g[j] * grad_scale;
-                        m[j] = beta1 * m[j] + (1.0 - beta1) * g;
-                        v[j] = beta2 * v[j] + (1.0 - beta2) * g * g;
-                        let denom = v[j].sqrt() * inv_bias2_sqrt + eps;
-                        p[j] = p[j] * decay_factor - step_size * m[j] / denom;
-                    }
-                });
+            let chunks = p.data.chunks_mut(CHUNK).zip(m.chunks_mut(CHUNK)).zip(v.chunks_mut(CHUNK));
+            work.extend(chunks.zip(g.chunks(CHUNK)).map(|(((p, m), v), g)| (p, m, v, g, decay_factor)));
         }
+        work.into_par_iter().for_each(|(p, m, v, g, decay_factor)| {
+            simd(|| {
+                for j in 0..p.len() {
+                    let g = g[j] * grad_scale;
+                    m[j] = beta1 * m[j] + (1.0 - beta1) * g;
+                    v[j] = beta2 * v[j] + (1.0 - beta2) * g * g;
+                    let denom = v[j].sqrt() * inv_bias2_sqrt + eps;
+                    p[j] = p[j] * decay_factor - step_size * m[j] / denom;
+                }
+            })
+        });
     }
 
     /// The state to put in a checkpoint.
@@ -122,25 +126,29 @@ impl AdamW {
     }
 }
 
-/// The global L2 norm of every parameter gradient, in parameter order, summed in f64 over
-/// chunks of a fixed size (so the thread count does not change it).
+/// The global L2 norm of every parameter gradient: squares summed in f64 per chunk of a
+/// fixed size (all chunks of all parameters in one parallel pass), then the chunk sums in
+/// parameter and chunk order, so the thread count does not change it.
 pub fn grad_norm(tape: &Tape, grads: &Grads) -> f64 {
-    let mut total = 0.0f64;
-    for i in 0..tape.n_params() {
-        let g = grads.get(TensorId(i));
-        let partial: f64 = if g.len() <= CHUNK {
-            sum_squares(g)
-        } else {
-            // Chunk sums are reduced in chunk order by collecting them first.
-            g.par_chunks(CHUNK).map(sum_squares).collect::<Vec<f64>>().iter().sum()
-        };
-        total += partial;
-    }
-    total.sqrt()
+    let chunks: Vec<&[f32]> =
+        (0..tape.n_params()).flat_map(|i| grads.get(TensorId(i)).chunks(CHUNK)).collect();
+    let sums: Vec<f64> = chunks.into_par_iter().map(|g| simd(|| sum_squares(g))).collect();
+    sums.iter().sum::<f64>().sqrt()
 }
 
+/// Partial sums kept side by side in [`sum_squares`], so that the loop vectorises.
+const LANES: usize = 8;
+
+/// Σ g² in f64, in [`LANES`] interleaved partial sums added up in a fixed order.
+#[inline(always)]
 fn sum_squares(g: &[f32]) -> f64 {
-    g.iter().map(|&x| (x as f64) * (x as f64)).sum()
+    let mut acc = [0.0f64; LANES];
+    let mut groups = g.chunks_exact(LANES);
+    for group in &mut groups {
+        acc.iter_mut().zip(group).for_each(|(s, &x)| *s += x as f64 * x as f64);
+    }
+    acc.iter_mut().zip(groups.remainder()).for_each(|(s, &x)| *s += x as f64 * x as f64);
+    acc.iter().sum()
 }
 
 /// The factor that scales gradients of norm `norm` down to `max_norm` (PyTorch's

@@ -10,9 +10,9 @@ pub const ELEM_CHUNK: usize = 16384;
 
 /// Runs `body`, compiled for AVX2 when the CPU has it: the same arithmetic (no fused
 /// multiply-adds) in wider vectors, so the same bits either way. For the hot loops of
-/// layernorm and the reductions.
+/// layernorm, the reductions and the optimizer.
 #[inline(always)]
-pub(crate) fn simd<R>(body: impl FnOnce() -> R) -> R {
+pub fn simd<R>(body: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked just above.
