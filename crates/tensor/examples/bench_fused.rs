@@ -4,7 +4,7 @@
 //! runs on 2 threads; `scripts/bench_attention_torch.py 2` times PyTorch on the same shapes.
 
 use std::time::Instant;
-use tensor::ops::attention::{attention_backward, attention_forward};
+use tensor::ops::attention::{attention_backward, attention_forward, probs_per_head, SAVE_PROBS_UP_TO};
 use tensor::ops::cross_entropy::{cross_entropy_backward, cross_entropy_forward};
 use tensor::{Rng, Tensor};
 
@@ -32,8 +32,15 @@ fn main() {
             let dy = Tensor::randn(&[b, t, c], 1.0, &mut rng);
             let (mut y, mut lse) = (vec![0.0; b * t * c], vec![0.0; b * nh * t]);
             let mut dqkv = vec![0.0; b * t * 3 * c];
-            let fwd = best(|| attention_forward(&mut y, &mut lse, &qkv.data, b, t, nh, hs));
-            let bwd = best(|| attention_backward(&mut dqkv, &dy.data, &qkv.data, &y, &lse, b, t, nh, hs, false));
+            // As training runs it: the forward saves the probabilities when t is short enough.
+            let mut probs = vec![0.0; if t <= SAVE_PROBS_UP_TO { b * nh * probs_per_head(t) } else { 0 }];
+            let save = t <= SAVE_PROBS_UP_TO;
+            let fwd = best(|| {
+                let probs = save.then_some(probs.as_mut_slice());
+                attention_forward(&mut y, &mut lse, probs, &qkv.data, b, t, nh, hs)
+            });
+            let saved = save.then_some(probs.as_slice());
+            let bwd = best(|| attention_backward(&mut dqkv, &dy.data, &qkv.data, &y, &lse, saved, b, t, nh, hs, false));
             // One causal product of (t × hs) by (hs × t): t²/2 multiply-adds per (batch, head).
             let product = (b * nh * t * t * hs) as f64;
             println!(

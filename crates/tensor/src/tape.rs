@@ -81,7 +81,9 @@ pub enum Op {
         c: usize,
     },
     /// Causal self-attention, fused per (batch, head); input qkv (b, t, 3c), out (b, t, c);
-    /// saved `[lse]`: the log-sum-exp of each score row, (b, nh, t).
+    /// saved `[lse]`: the log-sum-exp of each score row, (b, nh, t), then, for contexts up
+    /// to `SAVE_PROBS_UP_TO` when a gradient is needed, the probabilities (b, nh, t · t
+    /// rounded up to 16).
     Attention {
         b: usize,
         t: usize,

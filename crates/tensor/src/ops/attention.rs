@@ -14,8 +14,12 @@
 //! y_i  = Σ_j P_ij v_j
 //! ```
 //!
-//! Only `lse` (b, nh, t) is saved. Backward recomputes P from q, k and lse, as
-//! FlashAttention does, rather than keeping b·nh·t² probabilities alive for the step.
+//! `lse` (b, nh, t) is always saved. For contexts up to [`SAVE_PROBS_UP_TO`] positions the
+//! forward also saves P itself, (b, nh, t, t) rounded up to NR columns, and backward reads
+//! it; for longer ones backward recomputes P from q, k and lse, as FlashAttention does,
+//! rather than keeping b·nh·t² probabilities alive for the step. (Recomputing costs a third
+//! product per query block and an exp per score; at t = 256 the saved P of a GPT-2-small
+//! layer is 6 MiB.)
 //!
 //! Each (batch, head) is one rayon task. It walks the queries in blocks of `QUERY_BLOCK`
 //! rows, whose scores live in a per-thread scratch of `QUERY_BLOCK × t`. Every product
@@ -40,6 +44,8 @@ use std::cell::RefCell;
 
 /// Queries per score block: a task's scratch holds at most `QUERY_BLOCK × t` scores.
 const QUERY_BLOCK: usize = 64;
+/// Longest context whose probabilities the forward saves for backward.
+pub const SAVE_PROBS_UP_TO: usize = 256;
 /// Columns per register tile of [`matmul_tile`]: two AVX2 vectors, one AVX-512 vector.
 const NR: usize = 16;
 /// Rows per register tile: MR × NR accumulators stay in registers.
@@ -342,17 +348,32 @@ macro_rules! simd_dispatch {
 }
 
 simd_dispatch!(head_forward => head_forward_body(
-    y: SharedRows, lse_h: &mut [f32], sc: &mut Scratch, head: &Head<'_>
+    y: SharedRows, lse_h: &mut [f32], probs_h: Option<&mut [f32]>, sc: &mut Scratch, head: &Head<'_>
 ));
 simd_dispatch!(head_backward => head_backward_body(
-    dqkv: SharedRows, accumulate: bool, sc: &mut Scratch, head: &Head<'_>, dyb: &[f32], yb: &[f32],
-    lse_h: &[f32]
+    dqkv: SharedRows, accumulate: bool, sc: &mut Scratch, head: &Head<'_>, dyb: &[f32], fwd: &Forward<'_>
 ));
 
-/// y (b, t, c) and lse (b, nh, t) from qkv (b, t, 3c), c = nh·hs. Saves lse for backward.
+/// What the forward left for backward, for one (batch, head): the batch element's y (t, c),
+/// the head's lse (t) and, when it saved them, its probabilities.
+struct Forward<'a> {
+    y: &'a [f32],
+    lse: &'a [f32],
+    probs: Option<&'a [f32]>,
+}
+
+/// Values of the saved probabilities of one (batch, head): t rows of t rounded up to NR.
+pub fn probs_per_head(t: usize) -> usize {
+    t * round_up(t)
+}
+
+/// y (b, t, c) and lse (b, nh, t) from qkv (b, t, 3c), c = nh·hs, and, when `probs` is
+/// given, the probabilities P (b, nh, t, t rounded up to NR; zero past each row's keys).
+#[allow(clippy::too_many_arguments)]
 pub fn attention_forward(
     y: &mut [f32],
     lse: &mut [f32],
+    probs: Option<&mut [f32]>,
     qkv: &[f32],
     b: usize,
     t: usize,
@@ -361,14 +382,23 @@ pub fn attention_forward(
 ) {
     let c = nh * hs;
     assert!(y.len() == b * t * c && lse.len() == b * nh * t && qkv.len() == b * t * 3 * c);
+    assert!(
+        probs.as_ref().is_none_or(|p| p.len() == b * nh * probs_per_head(t)),
+        "attention: probs of the wrong size"
+    );
     if y.is_empty() {
         return;
     }
     let y = SharedRows::new(y, c);
-    lse.par_chunks_mut(t).enumerate().for_each(|(task, lse_h)| {
+    let mut probs_h: Vec<Option<&mut [f32]>> = match probs {
+        Some(p) => p.chunks_mut(probs_per_head(t)).map(Some).collect(),
+        None => (0..b * nh).map(|_| None).collect(),
+    };
+    lse.par_chunks_mut(t).zip(probs_h.par_iter_mut()).enumerate().for_each(|(task, (lse_h, probs_h))| {
         let (bi, h) = (task / nh, task % nh);
         let head = Head { x: &qkv[bi * t * 3 * c..(bi + 1) * t * 3 * c], t, c, col: h * hs, hs };
-        SCRATCH.with_borrow_mut(|sc| head_forward(y.rows_from(bi * t, t), lse_h, sc, &head));
+        let probs_h = probs_h.as_deref_mut();
+        SCRATCH.with_borrow_mut(|sc| head_forward(y.rows_from(bi * t, t), lse_h, probs_h, sc, &head));
     });
 }
 
@@ -397,9 +427,16 @@ fn softmax_row(row: &mut [f32], i: usize, len: usize, zero_to: usize, scale: f32
     (shift, lane_sum(sums))
 }
 
-/// One (batch, head): its columns of y (t rows of this batch element) and lse_h (t).
+/// One (batch, head): its columns of y (t rows of this batch element), lse_h (t) and, when
+/// given, its probabilities (t rows of t rounded up to NR).
 #[inline(always)]
-fn head_forward_body(y: SharedRows, lse_h: &mut [f32], sc: &mut Scratch, head: &Head) {
+fn head_forward_body(
+    y: SharedRows,
+    lse_h: &mut [f32],
+    mut probs_h: Option<&mut [f32]>,
+    sc: &mut Scratch,
+    head: &Head,
+) {
     let (t, c, col, hs) = (head.t, head.c, head.col, head.hs);
     let (hp, tp) = (round_up(hs), round_up(t));
     let scale = 1.0 / (hs as f32).sqrt();
@@ -430,12 +467,22 @@ fn head_forward_body(y: SharedRows, lse_h: &mut [f32], sc: &mut Scratch, head: &
             let dst = unsafe { y.segment(i0 + r, col, hs) };
             dst.iter_mut().zip(src).for_each(|(d, &x)| *d = x * inv_sum[r]);
         }
+        if let Some(probs_h) = probs_h.as_deref_mut() {
+            for (r, (dst, src)) in
+                probs_h[i0 * tp..].chunks_exact_mut(tp).zip(s.chunks_exact(tp)).take(rows).enumerate()
+            {
+                let keys = i0 + r + 1;
+                dst[..keys].iter_mut().zip(src).for_each(|(d, &e)| *d = e * inv_sum[r]);
+                dst[keys..].fill(0.0);
+            }
+        }
     }
 }
 
 /// Given dy = ∂L/∂y (b, t, c), accumulates dqkv (b, t, 3c) += ∂L/∂qkv (or, unless
-/// `accumulate`, overwrites dqkv with it). Needs qkv, the forward's output y and its saved
-/// lse. With dS = ∂L/∂S:
+/// `accumulate`, overwrites dqkv with it). Needs qkv, the forward's output y, its saved
+/// lse, and its saved probabilities when it kept them (else P is recomputed from q, k and
+/// lse). With dS = ∂L/∂S:
 ///
 /// ```text
 /// y_i = Σ_j P_ij v_j              ⇒  dv_j += Σ_i P_ij dy_i,   dP_ij = dy_i · v_j
@@ -449,6 +496,7 @@ pub fn attention_backward(
     qkv: &[f32],
     y: &[f32],
     lse: &[f32],
+    probs: Option<&[f32]>,
     b: usize,
     t: usize,
     nh: usize,
@@ -458,6 +506,10 @@ pub fn attention_backward(
     let c = nh * hs;
     assert!(dqkv.len() == b * t * 3 * c && qkv.len() == dqkv.len());
     assert!(dy.len() == b * t * c && y.len() == dy.len() && lse.len() == b * nh * t);
+    assert!(
+        probs.is_none_or(|p| p.len() == b * nh * probs_per_head(t)),
+        "attention: probs of the wrong size"
+    );
     if dy.is_empty() {
         return;
     }
@@ -467,7 +519,9 @@ pub fn attention_backward(
         let head = Head { x: &qkv[bi * t * 3 * c..(bi + 1) * t * 3 * c], t, c, col: h * hs, hs };
         let (dyb, yb) = (&dy[bi * t * c..(bi + 1) * t * c], &y[bi * t * c..(bi + 1) * t * c]);
         let d_b = dqkv.rows_from(bi * t, t);
-        SCRATCH.with_borrow_mut(|sc| head_backward(d_b, accumulate, sc, &head, dyb, yb, lse_h));
+        let probs = probs.map(|p| &p[task * probs_per_head(t)..(task + 1) * probs_per_head(t)]);
+        let fwd = Forward { y: yb, lse: lse_h, probs };
+        SCRATCH.with_borrow_mut(|sc| head_backward(d_b, accumulate, sc, &head, dyb, &fwd));
     });
 }
 
@@ -482,49 +536,59 @@ fn store(dst: &mut [f32], src: &[f32], scale: f32, add: bool) {
 }
 
 /// One (batch, head): its columns of dq, dk and dv in dqkv (t rows of this batch element),
-/// from this batch element's dy and y (t, c) and the head's lse_h (t).
+/// from this batch element's dy (t, c) and what the forward left.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn head_backward_body(
     dqkv: SharedRows,
     accumulate: bool,
     sc: &mut Scratch,
     head: &Head,
     dyb: &[f32],
-    yb: &[f32],
-    lse_h: &[f32],
+    fwd: &Forward,
 ) {
+    let Forward { y: yb, lse: lse_h, probs: probs_h } = *fwd;
     let (t, c, col, hs) = (head.t, head.c, head.col, head.hs);
     let (hp, tp) = (round_up(hs), round_up(t));
     let scale = 1.0 / (hs as f32).sqrt();
     let (q, ldq) = head.rows(0, &mut sc.q);
     let (k, ldk) = head.rows(1, &mut sc.k);
     let (dy, lddy) = rows_operand(dyb, c, col, t, hs, &mut sc.dy);
-    let kt = zeroed(&mut sc.kt, hp * tp);
-    head.gather_cols(kt, tp, 1);
+    let kt = zeroed(&mut sc.kt, if probs_h.is_some() { 0 } else { hp * tp });
+    if probs_h.is_none() {
+        head.gather_cols(kt, tp, 1);
+    }
     let vt = zeroed(&mut sc.vt, hp * tp);
     head.gather_cols(vt, tp, 2);
-    let (p, dp) = (reused(&mut sc.p, QUERY_BLOCK * tp), reused(&mut sc.dp, QUERY_BLOCK * tp));
+    let (p_scratch, dp) = (reused(&mut sc.p, QUERY_BLOCK * tp), reused(&mut sc.dp, QUERY_BLOCK * tp));
     let dq = reused(&mut sc.dq, QUERY_BLOCK * hp);
     let (dk, dv) = (zeroed(&mut sc.dk, t * hp), zeroed(&mut sc.dv, t * hp));
     for i0 in (0..t).step_by(QUERY_BLOCK) {
         let (rows, keys) = (QUERY_BLOCK.min(t - i0), (i0 + QUERY_BLOCK).min(t));
         let seen = |r: usize, mr: usize| (round_up(i0 + r + mr), (0, hs));
-        // s (rows, keys) = q_block · kᵀ, then P; dP (rows, keys) = dy_block · vᵀ
-        matmul_rows(rows, p, tp, &q[i0 * ldq..], (ldq, 1), kt, tp, false, seen);
+        // dP (rows, keys) = dy_block · vᵀ
         matmul_rows(rows, dp, tp, &dy[i0 * lddy..], (lddy, 1), vt, tp, false, seen);
-        for (r, (prow, dprow)) in p.chunks_exact_mut(tp).zip(dp.chunks_exact_mut(tp)).take(rows).enumerate() {
+        // P (rows, keys): saved by the forward, or s = q_block · kᵀ then exp(scale·s − lse)
+        let p: &[f32] = match probs_h {
+            Some(probs_h) => &probs_h[i0 * tp..(i0 + rows) * tp],
+            None => {
+                matmul_rows(rows, p_scratch, tp, &q[i0 * ldq..], (ldq, 1), kt, tp, false, seen);
+                for (r, prow) in p_scratch.chunks_exact_mut(tp).take(rows).enumerate() {
+                    let i = i0 + r;
+                    let (len, zero_to) = (round_up(i + 1), round_up(keys));
+                    prow[..len].iter_mut().for_each(|pij| *pij = exp(*pij * scale - lse_h[i]));
+                    prow[i + 1..zero_to].fill(0.0);
+                }
+                p_scratch
+            }
+        };
+        for (r, (prow, dprow)) in p.chunks_exact(tp).zip(dp.chunks_exact_mut(tp)).take(rows).enumerate() {
             let i = i0 + r;
             let (len, zero_to) = (round_up(i + 1), round_up(keys));
             let d = dot(&dy[i * lddy..][..hs], &yb[i * c + col..][..hs]);
-            // P_ij = exp(scale·s_ij − lse_i), and dS_ij / scale = P_ij (dP_ij − D_i)
-            for (pc, dpc) in prow[..len].chunks_exact_mut(NR).zip(dprow[..len].chunks_exact_mut(NR)) {
-                for (pij, g) in pc.iter_mut().zip(dpc) {
-                    *pij = exp(*pij * scale - lse_h[i]);
-                    *g = *pij * (*g - d);
-                }
+            // dS_ij / scale = P_ij (dP_ij − D_i)
+            for (pc, dpc) in prow[..len].chunks_exact(NR).zip(dprow[..len].chunks_exact_mut(NR)) {
+                pc.iter().zip(dpc).for_each(|(&pij, g)| *g = pij * (*g - d));
             }
-            prow[i + 1..zero_to].fill(0.0);
             dprow[i + 1..zero_to].fill(0.0);
         }
         // dq_block (rows, hs) = dS · k, complete for these queries
@@ -627,12 +691,19 @@ impl Tape {
             "attention: qkv is {shape:?} (c = {c}) but n_head = {n_head}; c must be a positive multiple of n_head"
         );
         let (nh, hs) = (n_head, c / n_head);
-        let out = self.alloc(&[b, t, c], self.any_needs_grad(&[qkv]));
+        let needs_grad = self.any_needs_grad(&[qkv]);
+        let out = self.alloc(&[b, t, c], needs_grad);
         let lse = self.alloc(&[b, nh, t], false);
+        // The probabilities, for backward to read rather than recompute (short contexts).
+        let probs =
+            (needs_grad && t <= SAVE_PROBS_UP_TO).then(|| self.alloc(&[b, nh, probs_per_head(t)], false));
         let (ins, outs) = self.split_at_mut(out);
         let (y, rest) = outs.split_at_mut(1);
-        attention_forward(&mut y[0].data, &mut rest[0].data, &ins[qkv.0].data, b, t, nh, hs);
-        self.record(Op::Attention { b, t, nh, hs }, &[qkv], out, &[lse], &[]);
+        let (lse_out, probs_out) = rest.split_at_mut(1);
+        let probs_out = probs.map(|_| probs_out[0].data.as_mut_slice());
+        attention_forward(&mut y[0].data, &mut lse_out[0].data, probs_out, &ins[qkv.0].data, b, t, nh, hs);
+        let saved: Vec<TensorId> = [Some(lse), probs].into_iter().flatten().collect();
+        self.record(Op::Attention { b, t, nh, hs }, &[qkv], out, &saved, &[]);
         out
     }
 }
@@ -653,8 +724,9 @@ pub(crate) fn backward(
     }
     let dy = grads.take(rec.output);
     let (x, y, lse) = (tape.data(qkv), tape.data(rec.output), tape.data(rec.saved[0]));
+    let probs = rec.saved.get(1).map(|&id| tape.data(id));
     let (dqkv, accumulate) = grads.slot_to_write(qkv, x.len());
-    attention_backward(dqkv, &dy, x, y, lse, b, t, nh, hs, accumulate);
+    attention_backward(dqkv, &dy, x, y, lse, probs, b, t, nh, hs, accumulate);
     grads.put(rec.output, dy);
 }
 
@@ -680,16 +752,24 @@ mod tests {
             let c = nh * hs;
             let qkv = Tensor::randn(&[b, t, 3 * c], 1.5, &mut rng);
             let (mut y, mut lse) = (vec![0.0; b * t * c], vec![0.0; b * nh * t]);
-            attention_forward(&mut y, &mut lse, &qkv.data, b, t, nh, hs);
+            let mut probs = vec![f32::NAN; b * nh * probs_per_head(t)];
+            attention_forward(&mut y, &mut lse, Some(&mut probs), &qkv.data, b, t, nh, hs);
             let mut y_ref = vec![0.0; b * t * c];
             attention_reference(&mut y_ref, &qkv.data, b, t, nh, hs);
             assert_close("attention forward", &y, &y_ref, 1e-5);
+            let (mut y_alone, mut lse_alone) = (vec![0.0; b * t * c], vec![0.0; b * nh * t]);
+            attention_forward(&mut y_alone, &mut lse_alone, None, &qkv.data, b, t, nh, hs);
+            assert!(y_alone == y && lse_alone == lse, "saving the probabilities changes y or lse");
 
+            // Backward with the saved probabilities and with recomputed ones.
             let dy = Tensor::randn(&[b, t, c], 1.0, &mut rng);
-            let (mut dqkv, mut dqkv_ref) = (vec![0.5; b * t * 3 * c], vec![0.5; b * t * 3 * c]);
-            attention_backward(&mut dqkv, &dy.data, &qkv.data, &y, &lse, b, t, nh, hs, true);
+            let mut dqkv_ref = vec![0.5; b * t * 3 * c];
             attention_backward_reference(&mut dqkv_ref, &dy.data, &qkv.data, b, t, nh, hs);
-            assert_close("attention backward", &dqkv, &dqkv_ref, 1e-4);
+            for (name, saved) in [("saved", Some(probs.as_slice())), ("recomputed", None)] {
+                let mut dqkv = vec![0.5; b * t * 3 * c];
+                attention_backward(&mut dqkv, &dy.data, &qkv.data, &y, &lse, saved, b, t, nh, hs, true);
+                assert_close(&format!("attention backward ({name} P)"), &dqkv, &dqkv_ref, 1e-4);
+            }
         }
     }
 
@@ -698,9 +778,12 @@ mod tests {
         let mut rng = Rng::seeded(2);
         let qkv = Tensor::randn(&[2, 7, 3 * 6], 1.0, &mut rng);
         gradcheck("attention", &[&qkv], |tape, x| tape.attention(x[0], 2));
-        // Past one query block, so the blocked recomputation is checked too.
+        // Past one query block, so the blocked loops are checked too.
         let qkv = Tensor::randn(&[1, QUERY_BLOCK + 5, 3 * 4], 1.0, &mut rng);
         gradcheck("attention (two query blocks)", &[&qkv], |tape, x| tape.attention(x[0], 2));
+        // Past SAVE_PROBS_UP_TO, so backward recomputes the probabilities.
+        let qkv = Tensor::randn(&[1, SAVE_PROBS_UP_TO + 3, 3 * 2], 1.0, &mut rng);
+        gradcheck("attention (recomputed probabilities)", &[&qkv], |tape, x| tape.attention(x[0], 1));
     }
 
     #[test]
@@ -712,24 +795,32 @@ mod tests {
             let qkv = Tensor::randn(&[t, 3 * c], 1.0, &mut rng);
             let dy = Tensor::randn(&[t, c], 1.0, &mut rng);
             let head = Head { x: &qkv.data, t, c, col: hs, hs };
-            let run = |simd: bool| {
+            let run = |simd: bool, save: bool| {
                 let (mut y, mut lse, mut sc) = (vec![0.0; t * c], vec![0.0; t], Scratch::default());
+                let mut probs = vec![0.0; probs_per_head(t)];
                 let mut dqkv = vec![0.5; t * 3 * c];
                 let y_out = SharedRows::new(&mut y, c);
+                let probs_out = save.then_some(probs.as_mut_slice());
                 if simd {
-                    head_forward(y_out, &mut lse, &mut sc, &head);
+                    head_forward(y_out, &mut lse, probs_out, &mut sc, &head);
                 } else {
-                    head_forward_body(y_out, &mut lse, &mut sc, &head);
+                    head_forward_body(y_out, &mut lse, probs_out, &mut sc, &head);
                 }
                 let d_out = SharedRows::new(&mut dqkv, 3 * c);
+                let fwd = Forward { y: &y, lse: &lse, probs: save.then_some(probs.as_slice()) };
                 if simd {
-                    head_backward(d_out, true, &mut sc, &head, &dy.data, &y, &lse);
+                    head_backward(d_out, true, &mut sc, &head, &dy.data, &fwd);
                 } else {
-                    head_backward_body(d_out, true, &mut sc, &head, &dy.data, &y, &lse);
+                    head_backward_body(d_out, true, &mut sc, &head, &dy.data, &fwd);
                 }
                 [y, lse, dqkv].map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>())
             };
-            assert!(run(true) == run(false), "attention: the SIMD and portable builds differ (hs = {hs})");
+            for save in [true, false] {
+                assert!(
+                    run(true, save) == run(false, save),
+                    "attention: the SIMD and portable builds differ (hs = {hs}, saved P: {save})"
+                );
+            }
         }
     }
 
@@ -738,7 +829,7 @@ mod tests {
         let mut rng = Rng::seeded(3);
         let qkv = Tensor::randn(&[1, 4, 3 * 8], 1.0, &mut rng);
         let (mut y, mut lse) = (vec![0.0; 4 * 8], vec![0.0; 2 * 4]);
-        attention_forward(&mut y, &mut lse, &qkv.data, 1, 4, 2, 4);
+        attention_forward(&mut y, &mut lse, None, &qkv.data, 1, 4, 2, 4);
         assert_close("y_0 = v_0", &y[..8], &qkv.data[16..24], 1e-6);
     }
 
