@@ -21,7 +21,7 @@ def main():
     threads = int(sys.argv[1]) if len(sys.argv) > 1 else 1
     torch.set_num_threads(threads)
     print(f"{threads} thread(s), torch {torch.__version__}")
-    for b, t, nh, hs in [(16, 64, 4, 32), (12, 128, 4, 32), (8, 256, 6, 64), (4, 256, 12, 64)]:
+    for b, t, nh, hs in [(16, 64, 4, 32), (12, 128, 4, 32), (8, 256, 6, 64), (4, 256, 12, 64), (1, 1024, 12, 64)]:
         q, k, v = [torch.randn(b, nh, t, hs, requires_grad=True) for _ in range(3)]
         dy = torch.randn(b, nh, t, hs)
         fwd = best(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True))

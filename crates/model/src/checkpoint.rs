@@ -103,6 +103,13 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ 
     move |source| CheckpointError::Io { path: path.to_path_buf(), error: source }
 }
 
+/// Writes `bytes` to a new file at `path` (refusing to open an existing one) and syncs it.
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
 /// Replaces `path` atomically: `create` makes a temporary file beside it, which is then
 /// renamed over `path`, and the directory synced. On failure the temporary file is removed
 /// and `path` is as it was.
@@ -120,15 +127,17 @@ fn replace_atomically(
     let mut tmp_name = file_name.to_os_string();
     tmp_name.push(format!(".tmp-{}", std::process::id()));
     let tmp = dir.join(tmp_name);
-    let _ = std::fs::remove_file(&tmp); // left by a crash of a process with the same id
+    // Left by a crash of a process with the same id. It may be a hard link to a checkpoint,
+    // which is why `create` must make a new file (never open this one and write into it).
+    let _ = std::fs::remove_file(&tmp);
     if let Err(source) = create(&tmp) {
         let _ = std::fs::remove_file(&tmp);
-        return Err(CheckpointError::Io { path: tmp, error: source });
+        return Err(io_error(&tmp)(source));
     }
-    if let Err(source) = std::fs::rename(&tmp, path) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(CheckpointError::Io { path: path.to_path_buf(), error: source });
-    }
+    let renamed = std::fs::rename(&tmp, path);
+    // Renaming a link over another link to the same file succeeds and leaves `tmp`.
+    let _ = std::fs::remove_file(&tmp);
+    renamed.map_err(io_error(path))?;
     // Make the rename itself durable. Directories cannot be opened for syncing on every
     // platform, so a failure here is not an error.
     if let Ok(dir) = File::open(&dir) {
@@ -153,19 +162,11 @@ impl Checkpoint {
         };
         let bytes =
             self.to_bytes().map_err(|e| CheckpointError::Invalid(format!("{}: {e}", first.display())))?;
-        replace_atomically(first, |tmp| {
-            let mut file = File::create(tmp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()
-        })?;
+        replace_atomically(first, |tmp| write_synced(tmp, &bytes))?;
         for &path in rest {
             let linked = replace_atomically(path, |tmp| std::fs::hard_link(first, tmp));
             if linked.is_err() {
-                replace_atomically(path, |tmp| {
-                    let mut file = File::create(tmp)?;
-                    file.write_all(&bytes)?;
-                    file.sync_all()
-                })?;
+                replace_atomically(path, |tmp| write_synced(tmp, &bytes))?;
             }
         }
         Ok(())
@@ -180,6 +181,7 @@ impl Checkpoint {
         bytes.extend_from_slice(&payload_len.to_le_bytes());
         bytes.extend_from_slice(&[0; 4]); // the CRC, once the payload is in place
         payload_options(u64::MAX).serialize_into(&mut bytes, self)?;
+        debug_assert_eq!(bytes.len(), HEADER_LEN + payload_len as usize, "serialized_size disagrees");
         let crc = crc32fast::hash(&bytes[HEADER_LEN..]);
         bytes[HEADER_LEN - 4..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
         Ok(bytes)

@@ -80,12 +80,38 @@ fn saving_under_two_names_then_replacing_one_leaves_the_other() {
     first.save_as(&[&latest, &best]).expect("save under two names");
     assert_eq!(Checkpoint::load(&latest).expect("load latest"), first);
     assert_eq!(Checkpoint::load(&best).expect("load best"), first);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let links = std::fs::metadata(&best).expect("metadata").nlink();
+        assert_eq!(links, 2, "written once, the second name a hard link");
+    }
 
-    // The names may share one file; replacing one must not change the other.
+    // The names share one file; replacing one must not change the other.
     let second = checkpoint_of(&Gpt::new(tiny(), 4));
     second.save(&latest).expect("save latest again");
     assert_eq!(Checkpoint::load(&latest).expect("load latest"), second);
     assert_eq!(Checkpoint::load(&best).expect("load best"), first, "best.ckpt is untouched");
+    let mut names: Vec<_> =
+        std::fs::read_dir(dir.path()).expect("list").map(|e| e.expect("entry").file_name()).collect();
+    names.sort();
+    assert_eq!(names, ["best.ckpt", "latest.ckpt"], "no temporary file is left behind");
+
+    // The same name twice is one file, and no temporary file is left either.
+    first.save_as(&[&latest, &latest]).expect("save under one name twice");
+    assert_eq!(Checkpoint::load(&latest).expect("load latest"), first);
+    assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 2);
+}
+
+#[test]
+fn a_name_that_cannot_be_written_fails_after_the_others_are_saved() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (latest, best) = (dir.path().join("latest.ckpt"), dir.path().join("best.ckpt"));
+    std::fs::create_dir(&best).expect("a directory where best.ckpt would go");
+    let ckpt = checkpoint_of(&Gpt::new(tiny(), 3));
+    let err = ckpt.save_as(&[&latest, &best]).expect_err("best.ckpt is a directory");
+    assert!(err.to_string().contains("best.ckpt"), "{err}");
+    assert_eq!(Checkpoint::load(&latest).expect("latest.ckpt was saved first"), ckpt);
     let mut names: Vec<_> =
         std::fs::read_dir(dir.path()).expect("list").map(|e| e.expect("entry").file_name()).collect();
     names.sort();

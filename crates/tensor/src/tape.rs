@@ -81,9 +81,9 @@ pub enum Op {
         c: usize,
     },
     /// Causal self-attention, fused per (batch, head); input qkv (b, t, 3c), out (b, t, c);
-    /// saved `[lse]`: the log-sum-exp of each score row, (b, nh, t), then, for contexts up
-    /// to `SAVE_PROBS_UP_TO` when a gradient is needed, the probabilities (b, nh, t · t
-    /// rounded up to 16).
+    /// saved `[lse]` or `[lse, probs]`: the log-sum-exp of each score row, (b, nh, t), and,
+    /// for contexts up to `SAVE_PROBS_UP_TO` when a gradient is needed, the probabilities
+    /// (b, nh, t · t rounded up to 16).
     Attention {
         b: usize,
         t: usize,
@@ -150,6 +150,8 @@ pub struct Tape {
     /// Time per op kind, when profiling is on (see [`Tape::set_profiling`]). Behind a
     /// mutex so that `backward(&self)` can add to it.
     profile: Mutex<Option<Profile>>,
+    /// While set, no op output needs a gradient (see [`Tape::set_no_grad`]).
+    no_grad: bool,
 }
 
 /// Wall time spent in each kind of op, forward and backward, summed over steps.
@@ -408,7 +410,14 @@ impl Tape {
 
     /// Whether any of `inputs` needs a gradient (then so does the op's output).
     pub fn any_needs_grad(&self, inputs: &[TensorId]) -> bool {
-        inputs.iter().any(|id| self.needs_grad[id.0])
+        !self.no_grad && inputs.iter().any(|id| self.needs_grad[id.0])
+    }
+
+    /// While on, no op output needs a gradient, so ops skip what only backward would read
+    /// (attention's probabilities): for forwards that are never differentiated, such as
+    /// evaluation. Parameters keep their gradients; `reset` leaves the setting as it is.
+    pub fn set_no_grad(&mut self, on: bool) {
+        self.no_grad = on;
     }
 
     pub fn record(&mut self, op: Op, inputs: &[TensorId], output: TensorId, saved: &[TensorId], ids: &[u32]) {

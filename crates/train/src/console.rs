@@ -8,6 +8,7 @@ use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use model::GptConfig;
+use tensor::ops::attention::{probs_per_head, SAVE_PROBS_UP_TO};
 
 /// One optimizer step, as shown to the user.
 #[derive(Clone, Copy, Debug, Default)]
@@ -179,12 +180,18 @@ pub fn preflight(
 }
 
 /// Bytes of activations kept for backward, and as much again for their gradients (an
-/// estimate: about 20 values per token per layer, plus logits and probabilities).
+/// estimate: about 20 values per token per layer, plus logits and probabilities), and the
+/// attention probabilities saved for short contexts (which have no gradient).
 fn activation_bytes(c: &GptConfig, batch_size: usize) -> f64 {
     let tokens = (batch_size * c.block_size) as f64;
     let per_token =
         c.n_layer as f64 * (20.0 * c.n_embd as f64 + 2.0 * c.n_head as f64) + 3.0 * c.vocab_size as f64;
-    2.0 * 4.0 * tokens * per_token
+    let probs = if c.block_size <= SAVE_PROBS_UP_TO {
+        batch_size * c.n_layer * c.n_head * probs_per_head(c.block_size)
+    } else {
+        0
+    };
+    2.0 * 4.0 * tokens * per_token + 4.0 * probs as f64
 }
 
 /// Weights, gradients, two AdamW moments (4 bytes each) and activations.

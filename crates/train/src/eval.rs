@@ -51,7 +51,8 @@ pub fn evaluate(
     let (b, t) = (config.train.batch_size, config.model.block_size);
     let mut sampler = BatchSampler::new(file, b, t, seed)?;
     // One pool task for all the batches, as for a training step: the workers stay awake
-    // from op to op.
+    // from op to op. Nothing is differentiated, so the ops keep nothing for backward.
+    gpt.tape.set_no_grad(true);
     let sum = tensor::on_pool(|| {
         let mut sum = 0.0f64;
         for _ in 0..config.train.eval_iters {
@@ -63,6 +64,7 @@ pub fn evaluate(
         }
         sum
     });
+    gpt.tape.set_no_grad(false);
     Ok(sum / config.train.eval_iters as f64)
 }
 

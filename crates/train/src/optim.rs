@@ -85,12 +85,12 @@ impl AdamW {
         }
         work.into_par_iter().for_each(|(p, m, v, g, decay_factor)| {
             simd(|| {
-                for j in 0..p.len() {
-                    let g = g[j] * grad_scale;
-                    m[j] = beta1 * m[j] + (1.0 - beta1) * g;
-                    v[j] = beta2 * v[j] + (1.0 - beta2) * g * g;
-                    let denom = v[j].sqrt() * inv_bias2_sqrt + eps;
-                    p[j] = p[j] * decay_factor - step_size * m[j] / denom;
+                for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+                    let g = g * grad_scale;
+                    *m = beta1 * *m + (1.0 - beta1) * g;
+                    *v = beta2 * *v + (1.0 - beta2) * g * g;
+                    let denom = v.sqrt() * inv_bias2_sqrt + eps;
+                    *p = *p * decay_factor - step_size * *m / denom;
                 }
             })
         });

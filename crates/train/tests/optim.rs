@@ -145,3 +145,45 @@ fn clip_scale_inside_the_update_equals_clipping_first() {
         assert!(x.iter().zip(y).all(|(x, y)| (x - y).abs() < 1e-7), "parameter {i}");
     }
 }
+
+/// Parameters of several sizes around the optimizer's chunk (16384 values), with varied
+/// gradients, and a scalar f64 reference for the norm.
+fn varied(sizes: &[usize]) -> (Tape, Grads, f64) {
+    let mut rng = tensor::Rng::seeded(11);
+    let mut tape = Tape::new();
+    for (i, &n) in sizes.iter().enumerate() {
+        tape.param(&format!("w{i}"), Tensor::randn(&[n, 1], 1.0, &mut rng));
+    }
+    let mut grads = Grads::new();
+    let mut squares = 0.0f64;
+    for (id, _, t) in tape.params() {
+        let g = Tensor::randn(&[t.numel()], 0.1, &mut rng);
+        squares += g.data.iter().map(|&x| x as f64 * x as f64).sum::<f64>();
+        grads.slot(id, t.numel()).copy_from_slice(&g.data);
+    }
+    (tape, grads, squares.sqrt())
+}
+
+#[test]
+fn norm_and_update_over_several_chunks_match_plain_loops() {
+    let (mut tape, grads, norm) = varied(&[3, 16384, 40000, 7]);
+    assert!((grad_norm(&tape, &grads) - norm).abs() < 1e-9 * norm, "the norm over chunks");
+
+    let config = AdamWConfig { beta1: 0.9, beta2: 0.99, eps: 1e-8, weight_decay: 0.1 };
+    let before: Vec<Vec<f32>> = tape.params().map(|(_, _, t)| t.data.clone()).collect();
+    let mut opt = AdamW::new(&tape, config);
+    let (lr, scale) = (1e-3f32, 0.5f32);
+    opt.update(&mut tape, &grads, lr, scale);
+    // One step from zero moments: m = (1 − β1)·g, v = (1 − β2)·g², bias-corrected.
+    let step_size = (lr as f64 / (1.0 - 0.9f32 as f64)) as f32;
+    let inv_bias2_sqrt = (1.0 / (1.0 - 0.99f32 as f64).sqrt()) as f32;
+    for (i, p0) in before.iter().enumerate() {
+        let g = grads.get(TensorId(i));
+        for (j, (&p, &p0)) in tape.data(TensorId(i)).iter().zip(p0).enumerate() {
+            let g = g[j] * scale;
+            let (m, v) = ((1.0 - 0.9f32) * g, (1.0 - 0.99f32) * g * g);
+            let expected = p0 * (1.0 - lr * 0.1) - step_size * m / (v.sqrt() * inv_bias2_sqrt + 1e-8);
+            assert_eq!(p.to_bits(), expected.to_bits(), "parameter {i}, value {j}");
+        }
+    }
+}

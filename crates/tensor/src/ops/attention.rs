@@ -1,5 +1,5 @@
 //! Causal self-attention, fused per (batch, head): scores, causal mask, softmax, and the
-//! weighted sum of values, never holding more than one (T×T) score block per task.
+//! weighted sum of values, computing one block of query rows' scores at a time.
 //!
 //! Layout, as in nanoGPT's `q, k, v = qkv.split(c, dim=2)` then
 //! `.view(b, t, nh, hs).transpose(1, 2)`: for batch element b and position i, head h of q is
@@ -14,16 +14,16 @@
 //! y_i  = Σ_j P_ij v_j
 //! ```
 //!
-//! `lse` (b, nh, t) is always saved. For contexts up to [`SAVE_PROBS_UP_TO`] positions the
-//! forward also saves P itself, (b, nh, t, t) rounded up to NR columns, and backward reads
-//! it; for longer ones backward recomputes P from q, k and lse, as FlashAttention does,
-//! rather than keeping b·nh·t² probabilities alive for the step. (Recomputing costs a third
-//! product per query block and an exp per score; at t = 256 the saved P of a GPT-2-small
-//! layer is 6 MiB.)
+//! `lse` (b, nh, t) is always saved. For contexts up to [`SAVE_PROBS_UP_TO`] positions,
+//! when a gradient is needed, the forward also saves P itself, (b, nh, t, t rounded up to
+//! NR columns), and backward reads it; for longer ones backward recomputes P from q, k and
+//! lse, as FlashAttention does, rather than keeping b·nh·t² probabilities alive for the
+//! step. (Recomputing costs a fifth product per query block and an exp per score; at
+//! t = 256 the saved P of a GPT-2-small layer is 3 MiB per sequence.)
 //!
 //! Each (batch, head) is one rayon task. It walks the queries in blocks of `QUERY_BLOCK`
 //! rows, whose scores live in a per-thread scratch of `QUERY_BLOCK × t`. Every product
-//! (q·kᵀ and P·v, and backward's four) runs on one small register-tiled kernel,
+//! (q·kᵀ and P·v, and backward's four, or five when it recomputes P) runs on one small register-tiled kernel,
 //! `matmul_tile`, that reads its left operand with any strides and skips what the causal
 //! mask zeroes: a tile of queries ending at row i touches keys 0..=i only. Its right
 //! operand is row-major in blocks of NR columns: k and v transposed are copied into
@@ -702,8 +702,15 @@ impl Tape {
         let (lse_out, probs_out) = rest.split_at_mut(1);
         let probs_out = probs.map(|_| probs_out[0].data.as_mut_slice());
         attention_forward(&mut y[0].data, &mut lse_out[0].data, probs_out, &ins[qkv.0].data, b, t, nh, hs);
-        let saved: Vec<TensorId> = [Some(lse), probs].into_iter().flatten().collect();
-        self.record(Op::Attention { b, t, nh, hs }, &[qkv], out, &saved, &[]);
+        let both;
+        let saved = match probs {
+            Some(probs) => {
+                both = [lse, probs];
+                &both[..]
+            }
+            None => std::slice::from_ref(&lse),
+        };
+        self.record(Op::Attention { b, t, nh, hs }, &[qkv], out, saved, &[]);
         out
     }
 }
@@ -822,6 +829,22 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_tape_keeps_probabilities_only_for_short_contexts_that_need_a_gradient() {
+        let saved = |t: usize, no_grad: bool| {
+            let mut tape = Tape::new();
+            tape.set_no_grad(no_grad);
+            let x = tape.variable(&Tensor::zeros(&[1, t, 3 * 4]));
+            let y = tape.attention(x, 2);
+            let probs = tape.records().last().map(|r| r.saved.len() == 2);
+            (probs, tape.len() - y.0 - 1)
+        };
+        // (a record that saves the probabilities, tensors allocated after the output)
+        assert_eq!(saved(SAVE_PROBS_UP_TO, false), (Some(true), 2), "lse and the probabilities");
+        assert_eq!(saved(SAVE_PROBS_UP_TO + 1, false), (Some(false), 1), "lse only: backward recomputes");
+        assert_eq!(saved(8, true), (None, 1), "no record, lse only: nothing will be differentiated");
     }
 
     #[test]
