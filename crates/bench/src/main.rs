@@ -178,6 +178,8 @@ fn run_one(cfg: &BenchConfig, steps: usize, sample_tokens: usize) -> Figures {
         });
         cached = Some(median(rates.collect()));
 
+        // Nothing is differentiated: the forward keeps nothing for backward.
+        gpt.tape.set_no_grad(true);
         let mut text = prompt.clone();
         let start = Instant::now();
         for _ in 0..sample_tokens {
@@ -188,6 +190,7 @@ fn run_one(cfg: &BenchConfig, steps: usize, sample_tokens: usize) -> Figures {
             text.push(next);
         }
         uncached = Some(sample_tokens as f64 / start.elapsed().as_secs_f64());
+        gpt.tape.set_no_grad(false);
     }
     Figures {
         config: cfg.name.to_string(),
