@@ -421,10 +421,13 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
             state.elapsed_s = elapsed;
             let ckpt = checkpoint(&gpt, &opt, &config, corpus.tokenizer.as_ref(), step, &state);
             let (latest, best) = (run_dir.join("latest.ckpt"), run_dir.join("best.ckpt"));
-            let names: Vec<&Path> = [(save_latest, &latest), (improved, &best)]
-                .into_iter()
-                .filter_map(|(wanted, path)| wanted.then_some(path.as_path()))
-                .collect();
+            let mut names: Vec<&Path> = Vec::with_capacity(2);
+            if save_latest {
+                names.push(&latest);
+            }
+            if improved {
+                names.push(&best);
+            }
             ckpt.save_as(&names)?;
         }
         if stop {
