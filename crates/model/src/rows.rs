@@ -15,7 +15,6 @@
 
 use rayon::prelude::*;
 use tensor::ops::elementwise::kernels::gelu;
-use tensor::ops::elementwise::simd_fma;
 use tensor::ops::exp::exp;
 use tensor::ops::layernorm::EPS;
 
@@ -31,10 +30,13 @@ pub(crate) fn layernorm(out: &mut [f32], x: &[f32], (gain, shift): (&[f32], &[f3
     }
 }
 
+tensor::simd_dispatch!(pub(crate) fn gelu_in_place => gelu_in_place_body(xs: &mut [f32]));
+
 /// xs[i] ← gelu(xs[i]) for every element: the tape's GELU (the same bits), eight lanes at
 /// a time with fused multiply-adds where the CPU has AVX2 + FMA.
-pub(crate) fn gelu_in_place(xs: &mut [f32]) {
-    simd_fma(|| xs.iter_mut().for_each(|x| *x = gelu(*x)));
+#[inline(always)]
+fn gelu_in_place_body(xs: &mut [f32]) {
+    xs.iter_mut().for_each(|x| *x = gelu(*x));
 }
 
 /// probs = softmax(scores), one row, the maximum subtracted first.

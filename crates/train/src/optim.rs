@@ -132,16 +132,18 @@ impl AdamW {
 pub fn grad_norm(tape: &Tape, grads: &Grads) -> f64 {
     let chunks: Vec<&[f32]> =
         (0..tape.n_params()).flat_map(|i| grads.get(TensorId(i)).chunks(CHUNK)).collect();
-    let sums: Vec<f64> = chunks.into_par_iter().map(|g| simd(|| sum_squares(g))).collect();
+    let sums: Vec<f64> = chunks.into_par_iter().map(sum_squares).collect();
     sums.iter().sum::<f64>().sqrt()
 }
 
 /// Partial sums kept side by side in [`sum_squares`], so that the loop vectorises.
 const LANES: usize = 8;
 
+tensor::simd_dispatch!(fn sum_squares => sum_squares_body(g: &[f32]) -> f64);
+
 /// Σ g² in f64, in [`LANES`] interleaved partial sums added up in a fixed order.
 #[inline(always)]
-fn sum_squares(g: &[f32]) -> f64 {
+fn sum_squares_body(g: &[f32]) -> f64 {
     let mut acc = [0.0f64; LANES];
     let mut groups = g.chunks_exact(LANES);
     for group in &mut groups {

@@ -319,40 +319,12 @@ fn reused(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     &mut buf[..len]
 }
 
-/// Defines `$name` to run `$body` (an `#[inline(always)]` function) compiled for the
-/// widest vector instructions the CPU has: the kernels above are plain loops over NR lanes,
-/// which LLVM vectorises for whatever instruction set the function it lands in may use.
-macro_rules! simd_dispatch {
-    ($name:ident => $body:ident ($($arg:ident: $ty:ty),*)) => {
-        fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx2,fma")]
-                unsafe fn avx512($($arg: $ty),*) {
-                    $body($($arg),*)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2($($arg: $ty),*) {
-                    $body($($arg),*)
-                }
-                if is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU supports AVX-512F, checked just above.
-                    return unsafe { avx512($($arg),*) };
-                }
-                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            $body($($arg),*)
-        }
-    };
-}
-
-simd_dispatch!(head_forward => head_forward_body(
+// The kernels above are plain loops over NR lanes, vectorised for the instruction set of
+// each variant.
+crate::simd_dispatch!(fn head_forward => head_forward_body(
     y: SharedRows, lse_h: &mut [f32], probs_h: Option<&mut [f32]>, sc: &mut Scratch, head: &Head<'_>
 ));
-simd_dispatch!(head_backward => head_backward_body(
+crate::simd_dispatch!(fn head_backward => head_backward_body(
     dqkv: SharedRows, accumulate: bool, sc: &mut Scratch, head: &Head<'_>, dyb: &[f32], fwd: &Forward<'_>
 ));
 

@@ -9,8 +9,10 @@ use crate::tape::{Op, Record, Tape, TensorId};
 pub const ELEM_CHUNK: usize = 16384;
 
 /// Runs `body`, compiled for AVX2 when the CPU has it: the same arithmetic (no fused
-/// multiply-adds) in wider vectors, so the same bits either way. For the hot loops of
-/// layernorm, the reductions and the optimizer.
+/// multiply-adds) in wider vectors, so the same bits either way. For short loops (the
+/// reductions, the optimizer): `body` only gets AVX2 when LLVM inlines it into the
+/// wrapper, which it does not always do for long ones; give those a function of their own
+/// through [`crate::simd_dispatch!`] instead.
 #[inline(always)]
 pub fn simd<R>(body: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
@@ -29,7 +31,8 @@ unsafe fn avx2<R>(body: impl FnOnce() -> R) -> R {
 
 /// Runs `body`, compiled for AVX2 + FMA when the CPU has them, for loops written with
 /// fused multiply-adds (`f32::mul_add`, which is one instruction there). Elsewhere the
-/// same loop runs with the library's exactly rounded `fmaf`: the same bits, slower.
+/// same loop runs with the library's exactly rounded `fmaf`: the same bits, slower. As
+/// with [`simd`], for short loops only.
 #[inline(always)]
 pub fn simd_fma<R>(body: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]

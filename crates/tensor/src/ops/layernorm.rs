@@ -3,7 +3,7 @@
 //! backward need not recompute them.
 
 use crate::grads::Grads;
-use crate::ops::elementwise::{lane_sum, simd};
+use crate::ops::elementwise::lane_sum;
 use crate::ops::{rows_cols, ROW_CHUNK};
 use crate::tape::{Op, Record, Tape, TensorId};
 use rayon::prelude::*;
@@ -38,20 +38,34 @@ pub fn layernorm_forward(
     out.par_chunks_mut(ROW_CHUNK * c)
         .zip(x.par_chunks(ROW_CHUNK * c))
         .zip(mean.par_chunks_mut(ROW_CHUNK).zip(rstd.par_chunks_mut(ROW_CHUNK)))
-        .for_each(|((out, x), (mean, rstd))| {
-            simd(|| {
-                for (r, (out, x)) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)).enumerate() {
-                    let m = lane_sum(x, x, |v, _| v) / c as f32;
-                    let var = lane_sum(x, x, |v, _| (v - m) * (v - m)) / c as f32;
-                    let s = 1.0 / (var + EPS).sqrt();
-                    for (((o, &v), &g), &b) in out.iter_mut().zip(x).zip(gamma).zip(beta) {
-                        *o = (v - m) * s * g + b;
-                    }
-                    mean[r] = m;
-                    rstd[r] = s;
-                }
-            })
-        });
+        .for_each(|((out, x), (mean, rstd))| normalize_rows(out, mean, rstd, x, gamma, beta, c));
+}
+
+crate::simd_dispatch!(fn normalize_rows => normalize_rows_body(
+    out: &mut [f32], mean: &mut [f32], rstd: &mut [f32], x: &[f32], gamma: &[f32], beta: &[f32], c: usize
+));
+
+/// The forward of a chunk of rows (see [`layernorm_forward`]).
+#[inline(always)]
+fn normalize_rows_body(
+    out: &mut [f32],
+    mean: &mut [f32],
+    rstd: &mut [f32],
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    c: usize,
+) {
+    for (r, (out, x)) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)).enumerate() {
+        let m = lane_sum(x, x, |v, _| v) / c as f32;
+        let var = lane_sum(x, x, |v, _| (v - m) * (v - m)) / c as f32;
+        let s = 1.0 / (var + EPS).sqrt();
+        for (((o, &v), &g), &b) in out.iter_mut().zip(x).zip(gamma).zip(beta) {
+            *o = (v - m) * s * g + b;
+        }
+        mean[r] = m;
+        rstd[r] = s;
+    }
 }
 
 /// Backward of layernorm. Forward, per row: norm_i = (x_i − mean) · rstd and
@@ -89,22 +103,7 @@ pub fn layernorm_backward(
             .zip(mean.par_chunks(ROW_CHUNK).zip(rstd.par_chunks(ROW_CHUNK)))
             .for_each(|(((dx, dout), x), (mean, rstd))| {
                 let mut dnorm = vec![0.0f32; c];
-                simd(|| {
-                    let rows = dx.chunks_exact_mut(c).zip(dout.chunks_exact(c)).zip(x.chunks_exact(c));
-                    for (r, ((dx, dout), x)) in rows.enumerate() {
-                        let (m, s) = (mean[r], rstd[r]);
-                        dnorm.iter_mut().zip(dout).zip(gamma).for_each(|((dn, &d), &g)| *dn = d * g);
-                        let dnorm_mean = lane_sum(&dnorm, &dnorm, |dn, _| dn) / c as f32;
-                        let dnorm_norm_mean = lane_sum(&dnorm, x, |dn, v| dn * (v - m) * s) / c as f32;
-                        let dxs = dx.iter_mut().zip(&dnorm).zip(x);
-                        let grad = |dn: f32, v: f32| s * (dn - dnorm_mean - (v - m) * s * dnorm_norm_mean);
-                        if accumulate {
-                            dxs.for_each(|((dx, &dn), &v)| *dx += grad(dn, v));
-                        } else {
-                            dxs.for_each(|((dx, &dn), &v)| *dx = grad(dn, v));
-                        }
-                    }
-                })
+                input_grad_rows(dx, accumulate, dout, x, gamma, (mean, rstd), &mut dnorm);
             });
     }
     if dgamma.is_none() && dbeta.is_none() {
@@ -117,15 +116,7 @@ pub fn layernorm_backward(
         .zip(mean.par_chunks(ROW_CHUNK).zip(rstd.par_chunks(ROW_CHUNK)))
         .map(|((dout, x), (mean, rstd))| {
             let (mut dg, mut db) = (vec![0.0f32; c], vec![0.0f32; c]);
-            simd(|| {
-                for (r, (dout, x)) in dout.chunks_exact(c).zip(x.chunks_exact(c)).enumerate() {
-                    let (m, s) = (mean[r], rstd[r]);
-                    for (((dg, db), &d), &v) in dg.iter_mut().zip(db.iter_mut()).zip(dout).zip(x) {
-                        *dg += d * (v - m) * s;
-                        *db += d;
-                    }
-                }
-            });
+            param_grad_rows(&mut dg, &mut db, dout, x, (mean, rstd));
             (dg, db)
         })
         .collect();
@@ -137,6 +128,63 @@ pub fn layernorm_backward(
     if let Some(dbeta) = dbeta {
         for (_, db) in &partials {
             dbeta.iter_mut().zip(db).for_each(|(a, v)| *a += v);
+        }
+    }
+}
+
+crate::simd_dispatch!(fn input_grad_rows => input_grad_rows_body(
+    dx: &mut [f32], accumulate: bool, dout: &[f32], x: &[f32], gamma: &[f32], saved: (&[f32], &[f32]),
+    dnorm: &mut [f32]
+));
+
+/// dx of a chunk of rows (see [`layernorm_backward`]), given each row's saved (mean, rstd);
+/// `dnorm` is scratch of one row.
+#[inline(always)]
+fn input_grad_rows_body(
+    dx: &mut [f32],
+    accumulate: bool,
+    dout: &[f32],
+    x: &[f32],
+    gamma: &[f32],
+    (mean, rstd): (&[f32], &[f32]),
+    dnorm: &mut [f32],
+) {
+    let c = dnorm.len();
+    let rows = dx.chunks_exact_mut(c).zip(dout.chunks_exact(c)).zip(x.chunks_exact(c));
+    for (r, ((dx, dout), x)) in rows.enumerate() {
+        let (m, s) = (mean[r], rstd[r]);
+        dnorm.iter_mut().zip(dout).zip(gamma).for_each(|((dn, &d), &g)| *dn = d * g);
+        let dnorm_mean = lane_sum(dnorm, dnorm, |dn, _| dn) / c as f32;
+        let dnorm_norm_mean = lane_sum(dnorm, x, |dn, v| dn * (v - m) * s) / c as f32;
+        let dxs = dx.iter_mut().zip(&*dnorm).zip(x);
+        let grad = |dn: f32, v: f32| s * (dn - dnorm_mean - (v - m) * s * dnorm_norm_mean);
+        if accumulate {
+            dxs.for_each(|((dx, &dn), &v)| *dx += grad(dn, v));
+        } else {
+            dxs.for_each(|((dx, &dn), &v)| *dx = grad(dn, v));
+        }
+    }
+}
+
+crate::simd_dispatch!(fn param_grad_rows => param_grad_rows_body(
+    dg: &mut [f32], db: &mut [f32], dout: &[f32], x: &[f32], saved: (&[f32], &[f32])
+));
+
+/// Adds a chunk of rows' contributions to dgamma (`dg`) and dbeta (`db`).
+#[inline(always)]
+fn param_grad_rows_body(
+    dg: &mut [f32],
+    db: &mut [f32],
+    dout: &[f32],
+    x: &[f32],
+    (mean, rstd): (&[f32], &[f32]),
+) {
+    let c = dg.len();
+    for (r, (dout, x)) in dout.chunks_exact(c).zip(x.chunks_exact(c)).enumerate() {
+        let (m, s) = (mean[r], rstd[r]);
+        for (((dg, db), &d), &v) in dg.iter_mut().zip(db.iter_mut()).zip(dout).zip(x) {
+            *dg += d * (v - m) * s;
+            *db += d;
         }
     }
 }
@@ -241,6 +289,32 @@ mod tests {
         gradcheck("layernorm", &[&x, &gamma, &beta], |tape, t| tape.layernorm(t[0], t[1], t[2]));
         gradcheck("layernorm (x, g, g)", &[&x, &gamma], |tape, t| tape.layernorm(t[0], t[1], t[1]));
         gradcheck("layernorm (g, g, g)", &[&gamma], |tape, t| tape.layernorm(t[0], t[0], t[0]));
+    }
+
+    #[test]
+    fn vector_kernels_give_the_bits_of_the_portable_loops() {
+        // 37 values per row: whole vectors and a remainder.
+        let mut rng = Rng::seeded(5);
+        let (n, c) = (5, 37);
+        let data = |rng: &mut Rng, len| Tensor::randn(&[len], 1.0, rng).data;
+        let (x, dout, gamma, beta) =
+            (data(&mut rng, n * c), data(&mut rng, n * c), data(&mut rng, c), data(&mut rng, c));
+        let run = |vector: bool| {
+            let (mut out, mut mean, mut rstd) = (vec![0.0; n * c], vec![0.0; n], vec![0.0; n]);
+            let (mut dx, mut dnorm, mut dg, mut db) =
+                (vec![0.5; n * c], vec![0.0; c], vec![0.0; c], vec![0.0; c]);
+            if vector {
+                normalize_rows(&mut out, &mut mean, &mut rstd, &x, &gamma, &beta, c);
+                input_grad_rows(&mut dx, true, &dout, &x, &gamma, (&mean, &rstd), &mut dnorm);
+                param_grad_rows(&mut dg, &mut db, &dout, &x, (&mean, &rstd));
+            } else {
+                normalize_rows_body(&mut out, &mut mean, &mut rstd, &x, &gamma, &beta, c);
+                input_grad_rows_body(&mut dx, true, &dout, &x, &gamma, (&mean, &rstd), &mut dnorm);
+                param_grad_rows_body(&mut dg, &mut db, &dout, &x, (&mean, &rstd));
+            }
+            [out, mean, rstd, dx, dg, db].map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+        };
+        assert_eq!(run(true), run(false));
     }
 
     #[test]

@@ -37,17 +37,21 @@ pub fn softmax_backward(dx: &mut [f32], dout: &[f32], out: &[f32], n: usize, c: 
     dx.par_chunks_mut(ROW_CHUNK * c)
         .zip(dout.par_chunks(ROW_CHUNK * c))
         .zip(out.par_chunks(ROW_CHUNK * c))
-        .for_each(|((dx, dout), out)| {
-            let rows = dx.chunks_exact_mut(c).zip(dout.chunks_exact(c)).zip(out.chunks_exact(c));
-            simd(|| {
-                for ((dx, dout), out) in rows {
-                    let dot = lane_sum(dout, out, |d, y| d * y);
-                    for ((dx, &d), &y) in dx.iter_mut().zip(dout).zip(out) {
-                        *dx += y * (d - dot);
-                    }
-                }
-            })
-        });
+        .for_each(|((dx, dout), out)| input_grad_rows(dx, dout, out, c));
+}
+
+crate::simd_dispatch!(fn input_grad_rows => input_grad_rows_body(dx: &mut [f32], dout: &[f32], out: &[f32], c: usize));
+
+/// dx of a chunk of rows (see [`softmax_backward`]).
+#[inline(always)]
+fn input_grad_rows_body(dx: &mut [f32], dout: &[f32], out: &[f32], c: usize) {
+    let rows = dx.chunks_exact_mut(c).zip(dout.chunks_exact(c)).zip(out.chunks_exact(c));
+    for ((dx, dout), out) in rows {
+        let dot = lane_sum(dout, out, |d, y| d * y);
+        for ((dx, &d), &y) in dx.iter_mut().zip(dout).zip(out) {
+            *dx += y * (d - dot);
+        }
+    }
 }
 
 impl Tape {
