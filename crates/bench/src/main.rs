@@ -125,7 +125,7 @@ fn run_one(cfg: &BenchConfig, steps: usize, sample_tokens: usize) -> Figures {
     let mut gpt = Gpt::new(cfg.model.clone(), 0);
     let adamw = AdamWConfig { beta1: 0.9, beta2: 0.99, eps: 1e-8, weight_decay: 0.1 };
     let mut opt = AdamW::new(&gpt.tape, adamw);
-    let mut grads = Grads::new();
+    let mut grads = Grads::params_only();
     let mut rng = Rng::seeded(1);
     let x: Vec<u32> = (0..b * t).map(|_| rng.below(v) as u32).collect();
     let y: Vec<u32> = (0..b * t).map(|_| rng.below(v) as u32).collect();

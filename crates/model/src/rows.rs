@@ -32,8 +32,8 @@ pub(crate) fn layernorm(out: &mut [f32], x: &[f32], (gain, shift): (&[f32], &[f3
 
 tensor::simd_dispatch!(pub(crate) fn gelu_in_place => gelu_in_place_body(xs: &mut [f32]));
 
-/// xs[i] ← gelu(xs[i]) for every element: the tape's GELU (the same bits), eight lanes at
-/// a time with fused multiply-adds where the CPU has AVX2 + FMA.
+/// xs[i] ← gelu(xs[i]) for every element: the tape's GELU (the same bits), vectorised, with
+/// fused multiply-adds where the CPU has them.
 #[inline(always)]
 fn gelu_in_place_body(xs: &mut [f32]) {
     xs.iter_mut().for_each(|x| *x = gelu(*x));

@@ -67,6 +67,48 @@ fn check_grads_names_a_detached_or_broken_parameter() {
 }
 
 #[test]
+fn a_params_only_store_gives_the_same_parameter_gradients_in_fewer_buffers() {
+    let config = GptConfig { dropout: 0.1, ..tiny(true) };
+    let mut rng = Rng::seeded(5);
+    let batches: Vec<(Vec<u32>, Vec<u32>)> = (0..6)
+        .map(|_| {
+            (
+                random_tokens(3 * 10, config.vocab_size, &mut rng),
+                random_tokens(3 * 10, config.vocab_size, &mut rng),
+            )
+        })
+        .collect();
+    // Three steps of two micro-batches each (the second backward adds to the first), with
+    // dropout; the same parameters for both stores, as no update is made.
+    let run = |mut grads: Grads| {
+        let mut gpt = Gpt::new(config.clone(), 6);
+        let mut dropout = Rng::seeded(7);
+        let mut held = Vec::new();
+        for step in batches.chunks(2) {
+            grads.zero();
+            for (x, y) in step {
+                let out = gpt.forward(x, Some(y), 3, 10, Some(&mut dropout));
+                gpt.backward(out.loss.expect("loss"), &mut grads);
+            }
+            held.push(grads.held_values());
+        }
+        let bits = |id| grads.get(id).iter().map(|g| g.to_bits()).collect::<Vec<_>>();
+        let params: Vec<Vec<u32>> = gpt.tape.params().map(|(id, _, _)| bits(id)).collect();
+        let activations_with_a_gradient = (gpt.tape.n_params()..gpt.tape.len())
+            .filter(|&i| !grads.get(tensor::TensorId(i)).is_empty())
+            .count();
+        (params, activations_with_a_gradient, held)
+    };
+    let (all_params, all_activations, all_held) = run(Grads::new());
+    let (params, activations, held) = run(Grads::params_only());
+    assert_eq!(params, all_params, "the same bits for every parameter gradient");
+    assert!(all_activations > 20, "a plain store keeps activation gradients ({all_activations})");
+    assert_eq!(activations, 0, "a params-only store keeps none after backward");
+    assert_eq!(held[1], held[2], "later steps reuse the buffers of the first: {held:?}");
+    assert!(held[2] < all_held[2], "fewer values held: {} against {}", held[2], all_held[2]);
+}
+
+#[test]
 fn no_bias_model_has_no_bias_parameters() {
     let config = tiny(false);
     let mut gpt = Gpt::new(config.clone(), 3);

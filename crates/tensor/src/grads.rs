@@ -6,6 +6,14 @@
 //! buffer ([`Grads::slot_to_write`]) instead of adding into zeros, which spares a memset
 //! of every activation's gradient per step. An op that can only add asks for
 //! [`Grads::slot`], which zeroes an unwritten buffer first.
+//!
+//! A trainer reads only parameter gradients, and [`Grads::params_only`] gives it a store
+//! that keeps no other: once the op that produced an activation has run its backward,
+//! nothing reads that activation's gradient again, so its buffer goes to a pool of spare
+//! buffers, and the next gradient of the same size takes the most recently returned one.
+//! A backward pass then works in a few buffers, often still in the cache, instead of one
+//! per activation (for a GPT, about as much memory again as its activations). The
+//! arithmetic is the same, so are the bits.
 
 use rayon::prelude::*;
 
@@ -16,7 +24,13 @@ pub struct Grads {
     slots: Vec<Vec<f32>>,
     /// Per slot: it holds no contribution of this backward pass yet (its values are stale).
     unwritten: Vec<bool>,
+    /// Per slot: the tensor needs a gradient (set for each backward pass).
+    wanted: Vec<bool>,
     n_params: usize,
+    /// Whether an activation's gradient buffer goes to `spare` once it has been used.
+    recycle: bool,
+    /// Buffers of used activation gradients (stale values), the most recently used last.
+    spare: Vec<Vec<f32>>,
 }
 
 /// Values zeroed per parallel task.
@@ -28,8 +42,21 @@ fn zero_fill(g: &mut [f32]) {
 }
 
 impl Grads {
+    /// A store that keeps every tensor's gradient after backward.
     pub fn new() -> Grads {
         Grads::default()
+    }
+
+    /// A store that keeps only parameter gradients after backward: each activation's
+    /// gradient buffer is reused once its producer's backward has read it (see the module
+    /// comment), and [`Grads::get`] returns an empty slice for activations.
+    pub fn params_only() -> Grads {
+        Grads { recycle: true, ..Grads::default() }
+    }
+
+    /// Values held in gradient buffers, spare ones included: what the store takes in memory.
+    pub fn held_values(&self) -> usize {
+        self.slots.iter().chain(&self.spare).map(|g| g.len()).sum()
     }
 
     /// The gradient of a tensor after backward; empty when it received none.
@@ -57,6 +84,8 @@ impl Grads {
         }
         self.unwritten.clear();
         self.unwritten.resize(self.slots.len(), false);
+        self.wanted.clear();
+        self.wanted.extend((0..self.slots.len()).map(|i| i < tape.len() && tape.needs_grad(TensorId(i))));
         self.n_params = tape.n_params();
         for i in 0..tape.len() {
             let id = TensorId(i);
@@ -70,11 +99,23 @@ impl Grads {
                     g.resize(numel, 0.0);
                 }
             } else {
-                // Stale values are fine: the first contribution overwrites or zeroes them.
-                g.resize(numel, 0.0);
+                if self.recycle {
+                    // A buffer left from the last pass (an input that no op produced).
+                    if !g.is_empty() {
+                        self.spare.push(std::mem::take(g));
+                    }
+                } else {
+                    // Stale values are fine: the first contribution overwrites or zeroes them.
+                    g.resize(numel, 0.0);
+                }
                 self.unwritten[i] = true;
             }
         }
+    }
+
+    /// Whether `id` receives a gradient in this backward pass.
+    pub(crate) fn wants(&self, id: TensorId) -> bool {
+        self.wanted.get(id.0).copied().unwrap_or(false)
     }
 
     /// Whether `id`'s slot has received no contribution in this backward pass (its
@@ -111,13 +152,26 @@ impl Grads {
             self.slots.resize_with(id.0 + 1, Vec::new);
         }
         let unwritten = self.unwritten.get_mut(id.0).map(std::mem::take).unwrap_or(false);
-        let g = &mut self.slots[id.0];
-        if g.len() != numel {
-            g.clear();
-            g.resize(numel, 0.0);
-            return (g, false);
+        if self.slots[id.0].len() != numel {
+            // A spare buffer of this size, the most recently used one, else a new one.
+            let spare = self.spare.iter().rposition(|g| g.len() == numel);
+            self.slots[id.0] = match spare {
+                Some(i) => self.spare.remove(i),
+                None => vec![0.0; numel],
+            };
+            return (&mut self.slots[id.0], false);
         }
-        (g, !unwritten)
+        (&mut self.slots[id.0], !unwritten)
+    }
+
+    /// Called once the op that produced `id` has run its backward: nothing reads `id`'s
+    /// gradient any more, so a [`Grads::params_only`] store takes its buffer back.
+    pub(crate) fn release(&mut self, id: TensorId) {
+        if self.recycle && id.0 >= self.n_params {
+            if let Some(g) = self.slots.get_mut(id.0).filter(|g| !g.is_empty()) {
+                self.spare.push(std::mem::take(g));
+            }
+        }
     }
 
     /// Takes a gradient buffer out (to read it while writing another); give it back

@@ -514,6 +514,7 @@ impl Tape {
                     ops::shape::transpose12_backward(rec, grads, *d0, *d1, *d2, *d3)
                 }
             }
+            grads.release(rec.output);
             if let (Some(p), Some(start)) = (profile.as_deref_mut(), start) {
                 p.entry(rec.op.name()).2 += start.elapsed();
             }

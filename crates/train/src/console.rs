@@ -179,9 +179,11 @@ pub fn preflight(
     )
 }
 
-/// Bytes of activations kept for backward, and as much again for their gradients (an
-/// estimate: about 20 values per token per layer, plus logits and probabilities), and the
-/// attention probabilities saved for short contexts (which have no gradient).
+/// Bytes of activations kept for backward (an estimate: about 20 values per token per
+/// layer, plus logits and probabilities), the attention probabilities saved for short
+/// contexts, and the gradient buffers backward works in: the trainer's gradient store keeps
+/// an activation's gradient only until it is used, so a few of the widest at a time (about
+/// 16·n_embd values per token) and the logits'.
 fn activation_bytes(c: &GptConfig, batch_size: usize) -> f64 {
     let tokens = (batch_size * c.block_size) as f64;
     let per_token =
@@ -191,7 +193,8 @@ fn activation_bytes(c: &GptConfig, batch_size: usize) -> f64 {
     } else {
         0
     };
-    2.0 * 4.0 * tokens * per_token + 4.0 * probs as f64
+    let gradient_buffers = 16.0 * c.n_embd as f64 + c.vocab_size as f64;
+    4.0 * (tokens * (per_token + gradient_buffers) + probs as f64)
 }
 
 /// Weights, gradients, two AdamW moments (4 bytes each) and activations.

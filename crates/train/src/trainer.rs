@@ -267,7 +267,7 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
         ));
     }
     let console = Console::new(t.max_iters, step, opts.verbosity);
-    let mut grads = Grads::new();
+    let mut grads = Grads::params_only();
     let (mut inputs, mut targets) = (Vec::new(), Vec::new());
     let mut losses = Vec::new();
     let mut last_val = None;

@@ -235,11 +235,10 @@ pub(crate) fn assert_same_shape(op: &str, tape: &Tape, a: TensorId, b: TensorId)
     assert!(sa == sb, "{op}: a is {sa:?} but b is {sb:?}; they must have the same shape");
 }
 
-/// Whether `id` receives a gradient in this backward pass: after `Grads::begin_backward`
-/// exactly the tensors that need one hold a slot of their full size. For dispatchers
-/// that are not handed the tape.
+/// Whether `id` receives a gradient in this backward pass (and has values to receive it).
+/// For dispatchers that are not handed the tape.
 pub(crate) fn wants_grad(grads: &Grads, id: TensorId, numel: usize) -> bool {
-    numel > 0 && grads.get(id).len() == numel
+    numel > 0 && grads.wants(id)
 }
 
 impl Tape {
