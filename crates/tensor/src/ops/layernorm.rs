@@ -38,24 +38,23 @@ pub fn layernorm_forward(
     out.par_chunks_mut(ROW_CHUNK * c)
         .zip(x.par_chunks(ROW_CHUNK * c))
         .zip(mean.par_chunks_mut(ROW_CHUNK).zip(rstd.par_chunks_mut(ROW_CHUNK)))
-        .for_each(|((out, x), (mean, rstd))| normalize_rows(out, mean, rstd, x, gamma, beta, c));
+        .for_each(|((out, x), saved)| normalize_rows(out, x, (gamma, beta), saved));
 }
 
 crate::simd_dispatch!(fn normalize_rows => normalize_rows_body(
-    out: &mut [f32], mean: &mut [f32], rstd: &mut [f32], x: &[f32], gamma: &[f32], beta: &[f32], c: usize
+    out: &mut [f32], x: &[f32], affine: (&[f32], &[f32]), saved: (&mut [f32], &mut [f32])
 ));
 
-/// The forward of a chunk of rows (see [`layernorm_forward`]).
+/// The forward of a chunk of rows (see [`layernorm_forward`]): out from x, gamma and beta,
+/// and each row's mean and rstd saved.
 #[inline(always)]
 fn normalize_rows_body(
     out: &mut [f32],
-    mean: &mut [f32],
-    rstd: &mut [f32],
     x: &[f32],
-    gamma: &[f32],
-    beta: &[f32],
-    c: usize,
+    (gamma, beta): (&[f32], &[f32]),
+    (mean, rstd): (&mut [f32], &mut [f32]),
 ) {
+    let c = gamma.len();
     for (r, (out, x)) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)).enumerate() {
         let m = lane_sum(x, x, |v, _| v) / c as f32;
         let var = lane_sum(x, x, |v, _| (v - m) * (v - m)) / c as f32;
@@ -304,11 +303,11 @@ mod tests {
             let (mut dx, mut dnorm, mut dg, mut db) =
                 (vec![0.5; n * c], vec![0.0; c], vec![0.0; c], vec![0.0; c]);
             if vector {
-                normalize_rows(&mut out, &mut mean, &mut rstd, &x, &gamma, &beta, c);
+                normalize_rows(&mut out, &x, (&gamma, &beta), (&mut mean, &mut rstd));
                 input_grad_rows(&mut dx, true, &dout, &x, &gamma, (&mean, &rstd), &mut dnorm);
                 param_grad_rows(&mut dg, &mut db, &dout, &x, (&mean, &rstd));
             } else {
-                normalize_rows_body(&mut out, &mut mean, &mut rstd, &x, &gamma, &beta, c);
+                normalize_rows_body(&mut out, &x, (&gamma, &beta), (&mut mean, &mut rstd));
                 input_grad_rows_body(&mut dx, true, &dout, &x, &gamma, (&mean, &rstd), &mut dnorm);
                 param_grad_rows_body(&mut dg, &mut db, &dout, &x, (&mean, &rstd));
             }
