@@ -47,9 +47,11 @@ impl Grads {
         Grads::default()
     }
 
-    /// A store that keeps only parameter gradients after backward: each activation's
-    /// gradient buffer is reused once its producer's backward has read it (see the module
-    /// comment), and [`Grads::get`] returns an empty slice for activations.
+    /// A store that keeps only parameter gradients after backward: the gradient buffer of
+    /// each tensor an op produced is reused once that op's backward has read it (see the
+    /// module comment), and [`Grads::get`] returns an empty slice for such tensors. Its pool
+    /// of spare buffers holds the most a backward pass needed at once; it is meant for
+    /// steps of repeating shapes, as in training.
     pub fn params_only() -> Grads {
         Grads { recycle: true, ..Grads::default() }
     }

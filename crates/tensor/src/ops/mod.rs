@@ -24,11 +24,13 @@ macro_rules! simd_dispatch {
                 unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
                     $body($($arg),*)
                 }
-                if is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU supports AVX-512F, checked just above.
+                let avx2_fma =
+                    ::std::is_x86_feature_detected!("avx2") && ::std::is_x86_feature_detected!("fma");
+                if avx2_fma && ::std::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU supports AVX-512F, AVX2 and FMA, checked just above.
                     return unsafe { avx512($($arg),*) };
                 }
-                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                if avx2_fma {
                     // SAFETY: the CPU supports AVX2 and FMA, checked just above.
                     return unsafe { avx2($($arg),*) };
                 }
