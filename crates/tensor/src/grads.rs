@@ -77,17 +77,18 @@ impl Grads {
         self.slots[..n_params].iter_mut().for_each(|g| zero_fill(g));
     }
 
-    /// Sizes the slots of this step's tensors: each activation that needs a gradient gets
-    /// a buffer of its size, marked unwritten; every parameter has a (zero-initialised)
-    /// slot; tensors that need no gradient have an empty one.
+    /// Prepares the slots of this step's tensors: each activation that needs a gradient is
+    /// marked unwritten and has a buffer of its size (or, in a [`Grads::params_only`]
+    /// store, none until its first contribution takes one from the pool); every parameter
+    /// has a (zero-initialised) slot; tensors that need no gradient have an empty one.
     pub(crate) fn begin_backward(&mut self, tape: &Tape) {
         if self.slots.len() < tape.len() {
             self.slots.resize_with(tape.len(), Vec::new);
         }
-        self.unwritten.clear();
-        self.unwritten.resize(self.slots.len(), false);
-        self.wanted.clear();
-        self.wanted.extend((0..self.slots.len()).map(|i| i < tape.len() && tape.needs_grad(TensorId(i))));
+        for flags in [&mut self.unwritten, &mut self.wanted] {
+            flags.clear();
+            flags.resize(self.slots.len(), false);
+        }
         self.n_params = tape.n_params();
         for i in 0..tape.len() {
             let id = TensorId(i);
@@ -95,22 +96,23 @@ impl Grads {
             let g = &mut self.slots[i];
             if !tape.needs_grad(id) {
                 g.clear();
-            } else if i < self.n_params {
+                continue;
+            }
+            self.wanted[i] = true;
+            if i < self.n_params {
                 if g.len() != numel {
                     g.clear();
                     g.resize(numel, 0.0);
                 }
-            } else {
-                if self.recycle {
-                    // A buffer left from the last pass (an input that no op produced).
-                    if !g.is_empty() {
-                        self.spare.push(std::mem::take(g));
-                    }
-                } else {
-                    // Stale values are fine: the first contribution overwrites or zeroes them.
-                    g.resize(numel, 0.0);
-                }
-                self.unwritten[i] = true;
+                continue;
+            }
+            self.unwritten[i] = true;
+            if !self.recycle {
+                // Stale values are fine: the first contribution overwrites or zeroes them.
+                g.resize(numel, 0.0);
+            } else if !g.is_empty() {
+                // A buffer left from the last pass (an input that no op produced).
+                self.spare.push(std::mem::take(g));
             }
         }
     }
