@@ -4,7 +4,8 @@
 //! For each configuration it prints training tokens/s (forward + backward + clipping +
 //! AdamW, median over steps after warm-up), MFU against the f32 GEMM peak measured here,
 //! peak resident memory, batch-1 sampling tokens/s with and without the KV cache (with it:
-//! the median of five runs), and a per-op profile of one step. Each configuration runs in
+//! the median of five runs), and a per-op profile (with `--profile`, each op's median over
+//! as many profiled steps as timed ones). Each configuration runs in
 //! a child process of its own so that its peak memory is its own.
 
 use std::process::Command;
@@ -35,7 +36,8 @@ struct Args {
     /// New tokens per sampling measurement.
     #[arg(long, default_value_t = 256)]
     sample_tokens: usize,
-    /// Print the per-op profile of one step of each configuration.
+    /// Print each configuration's per-op profile: every op's median over as many profiled
+    /// steps as timed ones (run after the timed steps).
     #[arg(long)]
     profile: bool,
     /// Run one configuration and print its figures as JSON (used by the parent process).
@@ -83,8 +85,11 @@ struct Figures {
     peak_rss_mb: f64,
     sample_cached_tok_s: Option<f64>,
     sample_uncached_tok_s: Option<f64>,
-    /// (op, forward ms, backward ms) for one step.
+    /// (op, forward ms, backward ms): each the median over the profiled steps (none
+    /// without --profile).
     profile: Vec<(String, f64, f64)>,
+    /// How many steps the profile is the median of.
+    profile_steps: usize,
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -120,7 +125,7 @@ fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-fn run_one(cfg: &BenchConfig, steps: usize, sample_tokens: usize) -> Figures {
+fn run_one(cfg: &BenchConfig, steps: usize, sample_tokens: usize, profile_steps: usize) -> Figures {
     let (b, t, v) = (cfg.batch_size, cfg.model.block_size, cfg.model.vocab_size);
     let mut gpt = Gpt::new(cfg.model.clone(), 0);
     let adamw = AdamWConfig { beta1: 0.9, beta2: 0.99, eps: 1e-8, weight_decay: 0.1 };
@@ -155,14 +160,23 @@ fn run_one(cfg: &BenchConfig, steps: usize, sample_tokens: usize) -> Figures {
             adamw_times.push(adamw.as_secs_f64());
         }
     }
-    gpt.tape.set_profiling(true);
-    train_step(&mut gpt, &mut grads);
-    let profile = gpt
-        .tape
-        .profile()
-        .map(|p| p.ops.iter().map(|(name, f, bw, _)| (name.to_string(), ms(*f), ms(*bw))).collect())
-        .unwrap_or_default();
+    // With --profile: each profiled step starts a fresh profile; an op's figure is its
+    // median over them.
+    let mut per_op: Vec<(String, Vec<f64>, Vec<f64>)> = Vec::new();
+    for _ in 0..profile_steps {
+        gpt.tape.set_profiling(true);
+        train_step(&mut gpt, &mut grads);
+        for (name, f, bw, _) in gpt.tape.profile().map(|p| p.ops).unwrap_or_default() {
+            let i = per_op.iter().position(|e| e.0 == name).unwrap_or_else(|| {
+                per_op.push((name.to_string(), Vec::new(), Vec::new()));
+                per_op.len() - 1
+            });
+            per_op[i].1.push(ms(f));
+            per_op[i].2.push(ms(bw));
+        }
+    }
     gpt.tape.set_profiling(false);
+    let profile = per_op.into_iter().map(|(name, f, bw)| (name, median(f), median(bw))).collect();
     let peak_rss_mb = peak_rss_mb();
 
     let step = median(step_times);
@@ -203,6 +217,7 @@ fn run_one(cfg: &BenchConfig, steps: usize, sample_tokens: usize) -> Figures {
         sample_cached_tok_s: cached,
         sample_uncached_tok_s: uncached,
         profile,
+        profile_steps,
     }
 }
 
@@ -220,7 +235,8 @@ fn main() -> Result<()> {
     let all = configs();
     if let Some(name) = &args.one {
         let cfg = all.iter().find(|c| c.name == name).context("unknown configuration")?;
-        println!("{}", serde_json::to_string(&run_one(cfg, args.steps, args.sample_tokens))?);
+        let profile_steps = if args.profile { args.steps } else { 0 };
+        println!("{}", serde_json::to_string(&run_one(cfg, args.steps, args.sample_tokens, profile_steps))?);
         return Ok(());
     }
     for name in &args.only {
@@ -247,6 +263,7 @@ fn main() -> Result<()> {
         let out = Command::new(&exe)
             .args(["--one", cfg.name, "--threads", &threads.to_string()])
             .args(["--steps", &args.steps.to_string(), "--sample-tokens", &args.sample_tokens.to_string()])
+            .args(args.profile.then_some("--profile"))
             .output()
             .context("running a benchmark child process")?;
         if !out.status.success() {
@@ -273,12 +290,15 @@ fn main() -> Result<()> {
     }
     if args.profile {
         for f in &profiles {
-            println!("\nper-op profile of one {} step (ms):", f.config);
+            println!("\nper-op profile of {}, median of {} steps (ms):", f.config, f.profile_steps);
             println!("  {:<14} {:>9} {:>9}", "op", "forward", "backward");
             for (op, fw, bw) in &f.profile {
                 println!("  {op:<14} {fw:>9.2} {bw:>9.2}");
             }
             println!("  {:<14} {:>9.2}", "adamw", f.adamw_ms);
+            let (fw, bw): (f64, f64) =
+                (f.profile.iter().map(|p| p.1).sum(), f.profile.iter().map(|p| p.2).sum());
+            println!("  {:<14} {fw:>9.2} {bw:>9.2}", "sum of ops");
         }
     }
     Ok(())
