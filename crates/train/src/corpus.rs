@@ -78,7 +78,7 @@ pub fn open_corpus(config: &Config, origin: &str, progress: bool) -> Result<Corp
 }
 
 /// Mean UTF-8 bytes per token over (the first million tokens of) a split, for bits per byte.
-fn bytes_per_token(tokenizer: &dyn Tokenizer, file: &TokenFile) -> f64 {
+pub fn bytes_per_token(tokenizer: &dyn Tokenizer, file: &TokenFile) -> f64 {
     let lengths: Vec<usize> =
         (0..tokenizer.vocab_size() as u32).map(|id| tokenizer.token_bytes(id).len()).collect();
     let n = file.len().min(1 << 20);

@@ -68,6 +68,45 @@ pub fn evaluate(
     Ok(sum / config.train.eval_iters as f64)
 }
 
+/// The mean loss of a model over a whole split, and how many windows it covers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SplitLoss {
+    pub loss: f64,
+    pub windows: usize,
+}
+
+/// Mean loss over every window of a split: its consecutive, non-overlapping windows of t
+/// tokens, each predicting the next t tokens as in training, up to `b` windows per forward
+/// (the last forward takes what is left). Every window counts equally, so this is the mean
+/// over all (len − 1) / t · t predicted tokens, without the sampling noise of
+/// [`evaluate`]'s few random batches (about ±0.02 on Tiny Shakespeare with 20 batches).
+pub fn split_loss(gpt: &mut Gpt, file: &TokenFile, b: usize, t: usize) -> SplitLoss {
+    let windows = file.len().saturating_sub(1) / t;
+    let (mut inputs, mut targets, mut window) = (Vec::new(), Vec::new(), vec![0u32; t + 1]);
+    gpt.tape.set_no_grad(true);
+    let sum = tensor::on_pool(|| {
+        let mut sum = 0.0f64;
+        for w0 in (0..windows).step_by(b.max(1)) {
+            let rows = b.max(1).min(windows - w0);
+            inputs.clear();
+            targets.clear();
+            for w in w0..w0 + rows {
+                file.read_into(w * t, &mut window);
+                inputs.extend_from_slice(&window[..t]);
+                targets.extend_from_slice(&window[1..]);
+            }
+            let out = gpt.forward(&inputs, Some(&targets), rows, t, None);
+            // The forward's loss is the mean over its rows · t tokens.
+            sum += gpt.tape.data(out.loss.expect("a forward with targets returns a loss"))[0] as f64
+                * rows as f64;
+            gpt.tape.reset();
+        }
+        sum
+    });
+    gpt.tape.set_no_grad(false);
+    SplitLoss { loss: sum / windows.max(1) as f64, windows }
+}
+
 /// The prompt for samples: the configured text, or a newline; a token 0 when the
 /// tokenizer can express neither.
 pub fn prompt_tokens(tokenizer: &dyn Tokenizer, prompt: &str) -> Vec<u32> {

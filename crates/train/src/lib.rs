@@ -1,7 +1,8 @@
 //! The trainer: config, AdamW, learning-rate schedule, the training loop, evaluation,
 //! checkpoints and exact resume.
 //!
-//! The `train` binary is a thin shell over [`run`], so tests drive whole runs in-process:
+//! The `train` binary is a thin shell over [`run`] (and [`evaluate_run`] for
+//! `train --evaluate`), so tests drive whole runs in-process:
 //!
 //! ```text
 //! config.toml ─▶ Config::load ─▶ run(RunOptions) ─▶ runs/NAME/{config.toml, metrics.jsonl,
@@ -22,7 +23,10 @@ use std::path::PathBuf;
 pub use config::Config;
 pub use console::Verbosity;
 pub use optim::{AdamW, AdamWConfig};
-pub use trainer::{accumulate_gradients, run, stop_requested, RunOptions, RunSummary, Start, TrainState};
+pub use trainer::{
+    accumulate_gradients, evaluate_run, run, stop_requested, RunOptions, RunSummary, SplitReport, Start,
+    TrainState,
+};
 
 /// Everything that stops a run, each with one sentence naming the file, field or step.
 #[derive(Debug, thiserror::Error)]

@@ -23,8 +23,8 @@ use tensor::{Grads, Rng};
 
 use crate::config::Config;
 use crate::console::{self, preflight, Console, StepReport, Verbosity};
-use crate::corpus::open_corpus;
-use crate::eval::{evaluate, prompt_tokens, sample_text, show_evaluation};
+use crate::corpus::{bytes_per_token, open_corpus};
+use crate::eval::{evaluate, prompt_tokens, sample_text, show_evaluation, split_loss, SplitLoss};
 use crate::optim::{clip_scale, first_non_finite, grad_norm, AdamW, AdamWConfig};
 use crate::rundir::{fresh_run_dir, write_atomic, MetricsLog};
 use crate::schedule::learning_rate;
@@ -110,6 +110,39 @@ fn install_ctrl_c() {
     });
 }
 
+/// Refuses a checkpoint whose model or tokenizer is not the one `config` and its dataset
+/// describe, naming the checkpoint file.
+fn check_checkpoint(
+    ckpt: &Checkpoint,
+    ckpt_path: &Path,
+    gpt_config: &GptConfig,
+    config: &Config,
+    tokenizer: &dyn Tokenizer,
+) -> Result<(), TrainError> {
+    let bad = |why: String| Err(TrainError::Message(format!("{}: {why}", ckpt_path.display())));
+    if ckpt.model != *gpt_config {
+        return bad(format!(
+            "the checkpoint's model {:?} differs from the config's {:?}",
+            ckpt.model, gpt_config
+        ));
+    }
+    if ckpt.tokenizer != tokenizer.to_bytes() {
+        return bad(format!(
+            "the tokenizer of {} differs from the checkpoint's; use the dataset the run started with",
+            config.data.dataset.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Sizes the global thread pool to `train.threads` (0 leaves rayon's default: every core).
+fn use_threads(config: &Config) {
+    if config.train.threads > 0 {
+        // Fails only when the global pool already exists (a second run in one process).
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(config.train.threads).build_global();
+    }
+}
+
 fn model_config(config: &Config, vocab_size: usize) -> GptConfig {
     let m = &config.model;
     GptConfig {
@@ -169,10 +202,7 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
         }
     };
     config.validate(&origin)?;
-    if config.train.threads > 0 {
-        // Fails only when the global pool already exists (a second run in one process).
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(config.train.threads).build_global();
-    }
+    use_threads(&config);
     let corpus = open_corpus(&config, &origin, verbose)?;
     let gpt_config = model_config(&config, corpus.tokenizer.vocab_size());
     gpt_config.validate().map_err(|e| TrainError::Config(format!("{origin}: {e}")))?;
@@ -206,18 +236,7 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
         Some((run_dir, ckpt)) => {
             let ckpt_path = run_dir.join("latest.ckpt");
             let bad = |why: String| TrainError::Message(format!("{}: {why}", ckpt_path.display()));
-            if ckpt.model != gpt_config {
-                return Err(bad(format!(
-                    "the checkpoint's model {:?} differs from the config's {:?}",
-                    ckpt.model, gpt_config
-                )));
-            }
-            if ckpt.tokenizer != corpus.tokenizer.to_bytes() {
-                return Err(bad(format!(
-                    "the tokenizer of {} differs from the checkpoint's; resume with the dataset the run started with",
-                    config.data.dataset.display()
-                )));
-            }
+            check_checkpoint(&ckpt, &ckpt_path, &gpt_config, &config, corpus.tokenizer.as_ref())?;
             ckpt.load_into(&mut gpt)?;
             let opt_state = ckpt.optimizer.as_ref().ok_or_else(|| bad("holds no optimizer state".into()))?;
             opt.restore(opt_state).map_err(bad)?;
@@ -469,6 +488,71 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
         ));
     }
     Ok(summary)
+}
+
+/// One split's line of [`evaluate_run`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct SplitReport {
+    pub split: &'static str,
+    pub loss: f64,
+    pub bits_per_byte: f64,
+    /// Windows of block_size tokens evaluated: every one the split holds.
+    pub windows: usize,
+}
+
+/// `train --evaluate runs/NAME`: the loss of the run's best.ckpt (latest.ckpt when it has
+/// none) over the whole validation and training splits ([`split_loss`]), with bits per
+/// byte. Reads the run folder's config and dataset; writes nothing.
+pub fn evaluate_run(run_dir: &Path, verbosity: Verbosity) -> Result<Vec<SplitReport>, TrainError> {
+    let verbose = verbosity == Verbosity::Normal;
+    let path = run_dir.join("config.toml");
+    if !path.exists() {
+        return Err(TrainError::Message(format!(
+            "{}: not found; --evaluate takes a run folder that train wrote (runs/NAME)",
+            path.display()
+        )));
+    }
+    let origin = path.display().to_string();
+    let config = Config::load(&path, &[])?;
+    config.validate(&origin)?;
+    use_threads(&config);
+    let corpus = open_corpus(&config, &origin, verbose)?;
+    let gpt_config = model_config(&config, corpus.tokenizer.vocab_size());
+    let Some(ckpt_path) =
+        ["best.ckpt", "latest.ckpt"].map(|f| run_dir.join(f)).into_iter().find(|p| p.exists())
+    else {
+        return Err(TrainError::Message(format!(
+            "{}: holds neither best.ckpt nor latest.ckpt; the run saved no checkpoint to evaluate",
+            run_dir.display()
+        )));
+    };
+    let ckpt = Checkpoint::load(&ckpt_path)?;
+    check_checkpoint(&ckpt, &ckpt_path, &gpt_config, &config, corpus.tokenizer.as_ref())?;
+    let mut gpt = ckpt.to_model()?;
+    let (b, t) = (config.train.batch_size, config.model.block_size);
+    if verbose {
+        println!("{} (step {}), every {t}-token window of each split:", ckpt_path.display(), ckpt.step);
+    }
+    let mut reports = Vec::new();
+    for (split, file) in [("val", &corpus.val), ("train", &corpus.train)] {
+        let SplitLoss { loss, windows } = split_loss(&mut gpt, file, b, t);
+        let bytes_per_token = bytes_per_token(corpus.tokenizer.as_ref(), file);
+        let report = SplitReport {
+            split,
+            loss,
+            bits_per_byte: loss / std::f64::consts::LN_2 / bytes_per_token,
+            windows,
+        };
+        if verbose {
+            println!(
+                "{split:<5} {windows:>9} windows | loss {loss:.4} | {:.3} bits/byte | perplexity {:.2}",
+                report.bits_per_byte,
+                loss.exp()
+            );
+        }
+        reports.push(report);
+    }
+    Ok(reports)
 }
 
 /// Everything needed to sample from the model or to resume this run exactly.

@@ -163,3 +163,52 @@ fn thread_count_does_not_change_the_losses() {
     let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
     assert_eq!(bits(run_on(1)), bits(run_on(3)), "1 and 3 threads give different losses");
 }
+
+#[test]
+fn evaluate_run_scores_every_window_of_both_splits() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = tiny_config(dir.path());
+    config.train.max_iters = 10;
+    config.train.eval_interval = 5;
+    let summary = run_fresh(&config).expect("the run finishes");
+    let files = |d: &std::path::Path| {
+        let mut v: Vec<_> =
+            std::fs::read_dir(d).expect("run dir").map(|e| e.expect("entry").file_name()).collect();
+        v.sort();
+        v
+    };
+    let before = files(&summary.run_dir);
+    let reports = train::evaluate_run(&summary.run_dir, train::Verbosity::Quiet).expect("evaluates");
+    assert_eq!(files(&summary.run_dir), before, "evaluation wrote into the run folder");
+    assert_eq!(reports.iter().map(|r| r.split).collect::<Vec<_>>(), ["val", "train"]);
+
+    // The same mean, one window per forward.
+    let t = config.model.block_size;
+    let mut gpt =
+        Checkpoint::load(&summary.run_dir.join("best.ckpt")).expect("best.ckpt").to_model().expect("model");
+    gpt.tape.set_no_grad(true);
+    for report in &reports {
+        let file =
+            data::TokenFile::open(&config.data.dataset.join(format!("{}.bin", report.split))).expect("split");
+        let windows = (file.len() - 1) / t;
+        assert_eq!(report.windows, windows, "{}: not every window", report.split);
+        assert!(!windows.is_multiple_of(config.train.batch_size), "the test needs a partial last batch");
+        let mut sum = 0.0f64;
+        let mut window = vec![0u32; t + 1];
+        for w in 0..windows {
+            file.read_into(w * t, &mut window);
+            let out = gpt.forward(&window[..t], Some(&window[1..]), 1, t, None);
+            sum += gpt.tape.data(out.loss.expect("loss"))[0] as f64;
+        }
+        let expected = sum / windows as f64;
+        assert!((report.loss - expected).abs() < 1e-5, "{}: {} vs {expected}", report.split, report.loss);
+        assert!(
+            (report.bits_per_byte - expected / std::f64::consts::LN_2).abs() < 1e-4,
+            "ASCII: one byte per token"
+        );
+    }
+
+    let missing = train::evaluate_run(&dir.path().join("runs/none"), train::Verbosity::Quiet);
+    let message = missing.expect_err("no run folder").to_string();
+    assert!(message.contains("config.toml: not found"), "{message}");
+}

@@ -1,5 +1,6 @@
-//! `train --config configs/small.toml [--set section.key=value ...] [--resume runs/NAME]`:
-//! parses the command line and hands over to [`train::run`].
+//! `train --config configs/small.toml [--set section.key=value ...] [--resume runs/NAME]`
+//! or `train --evaluate runs/NAME`: parses the command line and hands over to
+//! [`train::run`] or [`train::evaluate_run`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,15 +13,19 @@ use train::{Config, RunOptions, Start, Verbosity};
 #[command(name = "train", version)]
 struct Args {
     /// The run configuration.
-    #[arg(long, default_value = "configs/small.toml", conflicts_with = "resume")]
+    #[arg(long, default_value = "configs/small.toml", conflicts_with_all = ["resume", "evaluate"])]
     config: PathBuf,
     /// Override one config field: --set train.max_iters=50 (repeatable). When resuming,
     /// only train.max_iters (to extend the run).
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     set: Vec<String>,
     /// Continue the run in this folder from its latest.ckpt.
-    #[arg(long, value_name = "RUN_DIR")]
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "evaluate")]
     resume: Option<PathBuf>,
+    /// Instead of training: the loss of this run's best.ckpt over every window of its
+    /// validation and training splits (no sampling noise), then exit.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "set")]
+    evaluate: Option<PathBuf>,
     /// Print nothing but errors.
     #[arg(long, short)]
     quiet: bool,
@@ -28,6 +33,13 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let verbosity = if args.quiet { Verbosity::Quiet } else { Verbosity::Normal };
+    if let Some(run_dir) = &args.evaluate {
+        return match train::evaluate_run(run_dir, verbosity) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        };
+    }
     let start = match args.resume {
         Some(run_dir) => Start::Resume { run_dir, overrides: args.set },
         None => match Config::load(&args.config, &args.set) {
@@ -37,7 +49,6 @@ fn main() -> ExitCode {
             Err(e) => return fail(&e),
         },
     };
-    let verbosity = if args.quiet { Verbosity::Quiet } else { Verbosity::Normal };
     match train::run(&RunOptions { start, verbosity, handle_ctrl_c: true }) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
