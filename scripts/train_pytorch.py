@@ -2,7 +2,7 @@
 compare wall time, tokens/s and validation loss with `train --config configs/small.toml` on
 the same machine at the same thread count.
 
-    python3 scripts/train_pytorch.py --threads 2 [--max-iters 2000]
+    python3 scripts/train_pytorch.py --threads 2 [--max-iters 2000] [--seed N] [--evaluate]
 
 Char-level Tiny Shakespeare (sorted character vocabulary, first 90% train, last 10% val),
 4 layers, 4 heads, 128 wide, block 64, batch 12, AdamW (lr 1e-3, betas (0.9, 0.99), weight
@@ -28,6 +28,9 @@ def main():
     ap.add_argument("--input", default="datasets/tinyshakespeare/input.txt")
     ap.add_argument("--max-iters", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=1337)
+    ap.add_argument("--evaluate", action="store_true",
+                    help="after training, the loss over every 64-token window of the val split "
+                         "(as `train --evaluate` computes it), outside the timed part")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -88,6 +91,17 @@ def main():
     wall = time.perf_counter() - t0
     print(f"done: {args.max_iters} steps in {wall:.1f} s, {args.max_iters * B * T / wall:.0f} tok/s, "
           f"final val loss {losses['val']:.4f}")
+    if args.evaluate:
+        model.eval()
+        windows = (len(val) - 1) // T
+        total = 0.0
+        with torch.no_grad():
+            for w0 in range(0, windows, B):
+                rows = range(w0, min(w0 + B, windows))
+                x = torch.stack([val[w * T:w * T + T] for w in rows])
+                y = torch.stack([val[w * T + 1:w * T + 1 + T] for w in rows])
+                total += model(x, y)[1].item() * len(rows)
+        print(f"val loss over all {windows} windows: {total / windows:.4f}")
 
 
 if __name__ == "__main__":

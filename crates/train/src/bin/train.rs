@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use train::{Config, RunOptions, Start, Verbosity};
 
-/// Train a GPT from a TOML config; resume a stopped run exactly.
+/// Train a GPT from a TOML config, resume a stopped run exactly, or score a run's model on
+/// whole splits.
 #[derive(Parser, Debug)]
 #[command(name = "train", version)]
 struct Args {
