@@ -500,10 +500,23 @@ pub struct SplitReport {
     pub windows: usize,
 }
 
+/// Which splits [`evaluate_run`] scores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Splits {
+    Val,
+    Train,
+    Both,
+}
+
 /// `train --evaluate runs/NAME`: the loss of the run's best.ckpt (latest.ckpt when it has
-/// none) over the whole validation and training splits ([`split_loss`]), with bits per
-/// byte. Reads the run folder's config and dataset; writes nothing.
-pub fn evaluate_run(run_dir: &Path, verbosity: Verbosity) -> Result<Vec<SplitReport>, TrainError> {
+/// none) over the whole validation split, the whole training split, or both (in that
+/// order), by [`split_loss`], with bits per byte. Changes nothing in the run folder (the
+/// dataset is prepared first when its files are missing, as for training).
+pub fn evaluate_run(
+    run_dir: &Path,
+    splits: Splits,
+    verbosity: Verbosity,
+) -> Result<Vec<SplitReport>, TrainError> {
     let verbose = verbosity == Verbosity::Normal;
     let path = run_dir.join("config.toml");
     if !path.exists() {
@@ -531,10 +544,12 @@ pub fn evaluate_run(run_dir: &Path, verbosity: Verbosity) -> Result<Vec<SplitRep
     let mut gpt = ckpt.to_model()?;
     let (b, t) = (config.train.batch_size, config.model.block_size);
     if verbose {
-        println!("{} (step {}), every {t}-token window of each split:", ckpt_path.display(), ckpt.step);
+        println!("{} (step {}), every {t}-token window:", ckpt_path.display(), ckpt.step);
     }
     let mut reports = Vec::new();
-    for (split, file) in [("val", &corpus.val), ("train", &corpus.train)] {
+    let chosen =
+        [("val", &corpus.val, splits != Splits::Train), ("train", &corpus.train, splits != Splits::Val)];
+    for (split, file, _) in chosen.into_iter().filter(|c| c.2) {
         let SplitLoss { loss, windows } = split_loss(&mut gpt, file, b, t);
         let bytes_per_token = bytes_per_token(corpus.tokenizer.as_ref(), file);
         let report = SplitReport {

@@ -178,7 +178,8 @@ fn evaluate_run_scores_every_window_of_both_splits() {
         v
     };
     let before = files(&summary.run_dir);
-    let reports = train::evaluate_run(&summary.run_dir, train::Verbosity::Quiet).expect("evaluates");
+    let quiet = train::Verbosity::Quiet;
+    let reports = train::evaluate_run(&summary.run_dir, train::Splits::Both, quiet).expect("evaluates");
     assert_eq!(files(&summary.run_dir), before, "evaluation wrote into the run folder");
     assert_eq!(reports.iter().map(|r| r.split).collect::<Vec<_>>(), ["val", "train"]);
 
@@ -208,7 +209,9 @@ fn evaluate_run_scores_every_window_of_both_splits() {
         );
     }
 
-    let missing = train::evaluate_run(&dir.path().join("runs/none"), train::Verbosity::Quiet);
+    let val_only = train::evaluate_run(&summary.run_dir, train::Splits::Val, quiet).expect("evaluates");
+    assert_eq!(val_only, reports[..1]);
+    let missing = train::evaluate_run(&dir.path().join("runs/none"), train::Splits::Val, quiet);
     let message = missing.expect_err("no run folder").to_string();
     assert!(message.contains("config.toml: not found"), "{message}");
 }

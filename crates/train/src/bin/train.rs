@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use train::{Config, RunOptions, Start, Verbosity};
+use train::{Config, RunOptions, Splits, Start, Verbosity};
 
 /// Train a GPT from a TOML config, resume a stopped run exactly, or score a run's model on
 /// whole splits.
@@ -23,20 +23,36 @@ struct Args {
     /// Continue the run in this folder from its latest.ckpt.
     #[arg(long, value_name = "RUN_DIR", conflicts_with = "evaluate")]
     resume: Option<PathBuf>,
-    /// Instead of training: the loss of this run's best.ckpt over every window of its
-    /// validation and training splits (no sampling noise), then exit.
+    /// Instead of training: the loss of this run's best.ckpt over every window of a split
+    /// (no sampling noise), then exit.
     #[arg(long, value_name = "RUN_DIR", conflicts_with = "set")]
     evaluate: Option<PathBuf>,
+    /// The split(s) --evaluate scores.
+    #[arg(long, value_enum, default_value = "val", requires = "evaluate")]
+    split: SplitArg,
     /// Print nothing but errors.
     #[arg(long, short)]
     quiet: bool,
+}
+
+/// The values of --split.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum SplitArg {
+    Val,
+    Train,
+    Both,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     let verbosity = if args.quiet { Verbosity::Quiet } else { Verbosity::Normal };
     if let Some(run_dir) = &args.evaluate {
-        return match train::evaluate_run(run_dir, verbosity) {
+        let splits = match args.split {
+            SplitArg::Val => Splits::Val,
+            SplitArg::Train => Splits::Train,
+            SplitArg::Both => Splits::Both,
+        };
+        return match train::evaluate_run(run_dir, splits, verbosity) {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => fail(&e),
         };
