@@ -169,6 +169,9 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D
     })
 }
 
+/// Most worker threads a config may ask for.
+pub const MAX_THREADS: usize = 1024;
+
 impl Config {
     /// Reads a config file and applies `--set section.key=value` overrides. Errors name the
     /// file and line (or the override) and the field.
@@ -278,8 +281,22 @@ impl Config {
         if self.data.tokenizer == "bpe" && self.data.vocab_size.is_none() {
             return err("data.vocab_size", "is required with tokenizer = \"bpe\" (e.g. 4096)".into());
         }
-        if t.name.is_empty() || t.name.contains(['/', '\\']) {
+        if t.name.is_empty() || t.name.contains(['/', '\\']) || t.name == "." || t.name == ".." {
             return err("train.name", format!("must be a plain folder name, found {:?}", t.name));
+        }
+        if t.max_iters == 0 {
+            return err("train.max_iters", "must be at least 1 (optimizer steps to run), found 0".into());
+        }
+        if t.threads > MAX_THREADS {
+            return err(
+                "train.threads",
+                format!("must be at most {MAX_THREADS} (0 uses every core), found {}", t.threads),
+            );
+        }
+        for (field, path) in [("data.dataset", &self.data.dataset), ("train.out_dir", &t.out_dir)] {
+            if path.as_os_str().is_empty() {
+                return err(field, "is empty; name a folder (\".\" for the current one)".into());
+            }
         }
         Ok(())
     }

@@ -136,11 +136,31 @@ fn check_checkpoint(
 }
 
 /// Sizes the global thread pool to `train.threads` (0 leaves rayon's default: every core).
-fn use_threads(config: &Config) {
-    if config.train.threads > 0 {
-        // Fails only when the global pool already exists (a second run in one process).
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(config.train.threads).build_global();
+/// A pool that already exists (a second run in one process) is kept as it is.
+fn use_threads(config: &Config, origin: &str) -> Result<(), TrainError> {
+    let threads = config.train.threads;
+    if threads == 0 {
+        return Ok(());
     }
+    match rayon::ThreadPoolBuilder::new().num_threads(threads).build_global() {
+        Ok(()) => Ok(()),
+        Err(e) if e.to_string().contains("already") => Ok(()),
+        Err(e) => Err(TrainError::Config(format!(
+            "{origin}: train.threads = {threads}: cannot start that many threads ({e}); use fewer, or 0 for one per core"
+        ))),
+    }
+}
+
+/// The config.toml of a run folder given to `flag` (--resume, --evaluate), or why it is not one.
+fn run_folder_config(run_dir: &Path, flag: &str) -> Result<PathBuf, TrainError> {
+    let path = run_dir.join("config.toml");
+    if !path.is_file() {
+        return Err(TrainError::Message(format!(
+            "{}: not a run folder (it has no config.toml); {flag} takes a folder that train wrote, runs/NAME",
+            run_dir.display()
+        )));
+    }
+    Ok(path)
 }
 
 fn model_config(config: &Config, vocab_size: usize) -> GptConfig {
@@ -188,7 +208,7 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
                     )));
                 }
             }
-            let path = run_dir.join("config.toml");
+            let path = run_folder_config(run_dir, "--resume")?;
             let config = Config::load(&path, overrides)?;
             let ckpt_path = run_dir.join("latest.ckpt");
             if !ckpt_path.exists() {
@@ -202,7 +222,7 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
         }
     };
     config.validate(&origin)?;
-    use_threads(&config);
+    use_threads(&config, &origin)?;
     let corpus = open_corpus(&config, &origin, verbose)?;
     let gpt_config = model_config(&config, corpus.tokenizer.vocab_size());
     gpt_config.validate().map_err(|e| TrainError::Config(format!("{origin}: {e}")))?;
@@ -244,6 +264,16 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
                 .map_err(|e| bad(format!("unreadable trainer state ({e})")))?;
             sampler.restore(state.train_sampler.clone());
             step = ckpt.step;
+            if step >= t.max_iters {
+                // Nothing to run: refuse before anything in the folder is rewritten.
+                return Err(TrainError::Config(format!(
+                    "{} is already at step {step} of train.max_iters = {}; to train on, extend it: --resume {} \
+                     --set train.max_iters=N with N > {step}",
+                    run_dir.display(),
+                    t.max_iters,
+                    run_dir.display()
+                )));
+            }
             if matches!(&opts.start, Start::Resume { overrides, .. } if !overrides.is_empty()) {
                 // The run folder's config stays the resolved one: max_iters as extended.
                 write_atomic(&run_dir.join("config.toml"), config.to_toml().as_bytes())?;
@@ -278,13 +308,6 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
 
     let tokens_per_step = (batch_size * block_size * accum) as u64;
     say(&preflight(&gpt_config, batch_size, tokens_per_step, t.max_iters, &run_dir));
-    if step >= t.max_iters {
-        say(&format!(
-            "{} is already at step {step} of train.max_iters = {}; extend it with --set train.max_iters=N",
-            run_dir.display(),
-            t.max_iters
-        ));
-    }
     let console = Console::new(t.max_iters, step, opts.verbosity);
     let mut grads = Grads::params_only();
     let (mut inputs, mut targets) = (Vec::new(), Vec::new());
@@ -500,8 +523,8 @@ pub struct SplitReport {
     pub windows: usize,
 }
 
-/// Which splits [`evaluate_run`] scores.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which splits [`evaluate_run`] scores (`train --split val|train|both`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Splits {
     Val,
     Train,
@@ -518,17 +541,11 @@ pub fn evaluate_run(
     verbosity: Verbosity,
 ) -> Result<Vec<SplitReport>, TrainError> {
     let verbose = verbosity == Verbosity::Normal;
-    let path = run_dir.join("config.toml");
-    if !path.exists() {
-        return Err(TrainError::Message(format!(
-            "{}: not found; --evaluate takes a run folder that train wrote (runs/NAME)",
-            path.display()
-        )));
-    }
+    let path = run_folder_config(run_dir, "--evaluate")?;
     let origin = path.display().to_string();
     let config = Config::load(&path, &[])?;
     config.validate(&origin)?;
-    use_threads(&config);
+    use_threads(&config, &origin)?;
     let corpus = open_corpus(&config, &origin, verbose)?;
     let gpt_config = model_config(&config, corpus.tokenizer.vocab_size());
     let Some(ckpt_path) =

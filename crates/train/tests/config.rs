@@ -126,6 +126,11 @@ fn other_rules() {
     assert!(invalid(&["data.tokenizer=\"words\""]).contains("data.tokenizer"));
     assert!(invalid(&["data.tokenizer=\"bpe\""]).contains("data.vocab_size"));
     assert!(invalid(&["optim.min_lr=1.0"]).contains("optim.min_lr"));
+    assert!(invalid(&["train.max_iters=0"]).contains("train.max_iters: must be at least 1"));
+    assert!(invalid(&["train.threads=5000"]).contains("train.threads: must be at most 1024"));
+    assert!(invalid(&["train.name=\"..\""]).contains("train.name"));
+    assert!(invalid(&["data.dataset=\"\""]).contains("data.dataset: is empty"));
+    assert!(invalid(&["train.out_dir=\"\""]).contains("train.out_dir: is empty"));
 }
 
 #[test]

@@ -60,7 +60,11 @@ fn resume_is_bit_identical() {
     config.train.name = "split".into();
     let first = run_fresh(&config).expect("first half");
     assert_eq!(first.step, 6);
+    let metrics = first.run_dir.join("metrics.jsonl");
+    let rows_before = std::fs::read_to_string(&metrics).expect("metrics of the first half");
     let second = run_resume(&first.run_dir, &["train.max_iters=12"]).expect("second half");
+    let rows_after = std::fs::read_to_string(&metrics).expect("metrics after resume");
+    assert!(rows_after.starts_with(&rows_before), "resume rewrote the rows it kept:\n{rows_before}\n{rows_after}");
     assert_eq!(second.step, 12);
 
     let resumed: Vec<f32> = first.losses.iter().chain(&second.losses).copied().collect();
@@ -139,6 +143,32 @@ fn resume_refuses_changes_other_than_max_iters() {
 }
 
 #[test]
+fn resume_with_nothing_to_run_fails_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = tiny_config(dir.path());
+    config.train.max_iters = 4;
+    config.train.eval_interval = 2;
+    let run_dir = run_fresh(&config).expect("the run finishes").run_dir;
+    let snapshot = || {
+        let mut files: Vec<(std::ffi::OsString, Vec<u8>)> = std::fs::read_dir(&run_dir)
+            .expect("run dir")
+            .map(|e| e.expect("entry"))
+            .map(|e| (e.file_name(), std::fs::read(e.path()).expect("file")))
+            .collect();
+        files.sort();
+        files
+    };
+    let before = snapshot();
+    for overrides in [&[][..], &["train.max_iters=3"][..]] {
+        let m = error_of(run_resume(&run_dir, overrides));
+        assert!(m.contains("is already at step 4 of train.max_iters") && m.contains("N > 4"), "{m}");
+    }
+    assert!(snapshot() == before, "a resume with nothing to run changed the run folder");
+    let m = error_of(run_resume(&dir.path().join("runs"), &[]));
+    assert!(m.contains("not a run folder (it has no config.toml)"), "{m}");
+}
+
+#[test]
 fn non_finite_loss_stops_the_run_naming_the_step() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = tiny_config(dir.path());
@@ -213,5 +243,5 @@ fn evaluate_run_scores_every_window_of_both_splits() {
     assert_eq!(val_only, reports[..1]);
     let missing = train::evaluate_run(&dir.path().join("runs/none"), train::Splits::Val, quiet);
     let message = missing.expect_err("no run folder").to_string();
-    assert!(message.contains("config.toml: not found"), "{message}");
+    assert!(message.contains("not a run folder"), "{message}");
 }

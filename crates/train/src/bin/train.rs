@@ -27,35 +27,28 @@ struct Args {
     /// (no sampling noise), then exit.
     #[arg(long, value_name = "RUN_DIR", conflicts_with = "set")]
     evaluate: Option<PathBuf>,
-    /// The split(s) --evaluate scores.
-    #[arg(long, value_enum, default_value = "val", requires = "evaluate")]
-    split: SplitArg,
+    /// The split(s) --evaluate scores [default: val].
+    #[arg(long, value_enum)]
+    split: Option<Splits>,
     /// Print nothing but errors.
     #[arg(long, short)]
     quiet: bool,
-}
-
-/// The values of --split.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-enum SplitArg {
-    Val,
-    Train,
-    Both,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     let verbosity = if args.quiet { Verbosity::Quiet } else { Verbosity::Normal };
     if let Some(run_dir) = &args.evaluate {
-        let splits = match args.split {
-            SplitArg::Val => Splits::Val,
-            SplitArg::Train => Splits::Train,
-            SplitArg::Both => Splits::Both,
-        };
-        return match train::evaluate_run(run_dir, splits, verbosity) {
+        return match train::evaluate_run(run_dir, args.split.unwrap_or(Splits::Val), verbosity) {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => fail(&e),
         };
+    }
+    if args.split.is_some() {
+        eprintln!(
+            "error: --split chooses what --evaluate RUN_DIR scores; add --evaluate, or drop --split to train"
+        );
+        return ExitCode::FAILURE;
     }
     let start = match args.resume {
         Some(run_dir) => Start::Resume { run_dir, overrides: args.set },
