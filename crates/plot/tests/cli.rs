@@ -71,3 +71,22 @@ fn bad_runs_fail_with_a_clear_message() {
     assert!(!ok && stderr.contains("runs/broken/metrics.jsonl:2:"), "{stderr}");
     assert!(!dir.path().join("loss.svg").exists());
 }
+
+#[test]
+fn out_never_replaces_a_file_that_is_not_a_plot() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rows = "{\"step\":1,\"tokens\":10,\"train_loss\":3.0,\"elapsed_s\":1}\n{\"step\":2,\"tokens\":20,\"train_loss\":2.0,\"elapsed_s\":2}\n";
+    make_run(dir.path(), "a", rows);
+    let ckpt = dir.path().join("runs/a/best.ckpt");
+    std::fs::write(&ckpt, b"QUILLCKP not a plot").expect("checkpoint stand-in");
+    for out in ["runs/a/best.ckpt", "runs/a/metrics.jsonl", "runs/a"] {
+        let (ok, _, stderr) = plot(&["runs/a", "--out", out, "--quiet"], dir.path());
+        assert!(!ok && stderr.contains("is not an SVG image"), "--out {out}: {stderr}");
+    }
+    assert_eq!(std::fs::read(&ckpt).expect("checkpoint"), b"QUILLCKP not a plot");
+    // A plot written earlier is replaced.
+    for _ in 0..2 {
+        let (ok, _, stderr) = plot(&["runs/a", "--out", "a.svg", "--quiet"], dir.path());
+        assert!(ok, "{stderr}");
+    }
+}
