@@ -121,6 +121,14 @@ pub fn prepare_with(
     let text_bytes = encode_split(opts, &built, split, total_bytes, &mut train, &mut val)?;
 
     let (train_tokens, val_tokens) = (train.len() as usize, val.len() as usize);
+    if train_tokens < 2 || val_tokens < 2 {
+        let names: Vec<String> = opts.inputs.iter().map(|p| p.display().to_string()).collect();
+        return fail(format!(
+            "{}: too little text to split: {train_tokens} train and {val_tokens} val tokens (each split needs at \
+             least 2); use more text or a --val-fraction nearer 0.1",
+            names.join(", ")
+        ));
+    }
     let train = train.finish_pending()?;
     let val = val.finish_pending()?;
     train.commit()?;
@@ -203,9 +211,9 @@ fn check_options(opts: &PrepareOptions) -> Result<(), DataError> {
     if opts.inputs.is_empty() {
         return fail("no input files; pass one or more with --input FILE".into());
     }
-    if !(0.0..1.0).contains(&opts.val_fraction) {
+    if !(opts.val_fraction > 0.0 && opts.val_fraction < 1.0) {
         return fail(format!(
-            "--val-fraction {} is outside [0, 1); use e.g. 0.1 for the last 10% of the text",
+            "--val-fraction {} is outside (0, 1): both splits need text; use e.g. 0.1 for the last 10% of the text",
             opts.val_fraction
         ));
     }

@@ -148,6 +148,12 @@ fn each_bad_input_is_one_clear_error() {
     let mut bad_split = opts(&[&text], &out, "char", None);
     bad_split.val_fraction = 1.0;
     assert!(err_of(prepare(&bad_split)).contains("--val-fraction 1"));
+    bad_split.val_fraction = 0.0;
+    assert!(err_of(prepare(&bad_split)).contains("--val-fraction 0 is outside (0, 1)"));
+    let two = dir.path().join("two.txt");
+    std::fs::write(&two, "ab").expect("write");
+    let err = err_of(prepare(&opts(&[&two], &out, "char", None)));
+    assert!(err.contains("two.txt: too little text to split: 1 train and 1 val tokens"), "{err}");
     let err = err_of(prepare_with(&opts(&[&text], &out, "gpt2", None), false, &dir.path().join("no-gpt2")));
     assert!(err.contains("encoder.json") && err.contains("--gpt2-dir"), "{err}");
     assert!(entries(&out).is_empty(), "nothing written: {:?}", entries(&out));
