@@ -120,10 +120,27 @@ fn check_checkpoint(
     tokenizer: &dyn Tokenizer,
 ) -> Result<(), TrainError> {
     let bad = |why: String| Err(TrainError::Message(format!("{}: {why}", ckpt_path.display())));
-    if ckpt.model != *gpt_config {
+    let (a, b) = (&ckpt.model, gpt_config);
+    if a != b {
+        let fields = [
+            ("the vocabulary size", a.vocab_size.to_string(), b.vocab_size.to_string()),
+            ("model.block_size", a.block_size.to_string(), b.block_size.to_string()),
+            ("model.n_layer", a.n_layer.to_string(), b.n_layer.to_string()),
+            ("model.n_head", a.n_head.to_string(), b.n_head.to_string()),
+            ("model.n_embd", a.n_embd.to_string(), b.n_embd.to_string()),
+            ("model.dropout", a.dropout.to_string(), b.dropout.to_string()),
+            ("model.bias", a.bias.to_string(), b.bias.to_string()),
+        ];
+        let differ: Vec<String> = fields
+            .iter()
+            .filter(|(_, ckpt, config)| ckpt != config)
+            .map(|(field, ckpt, config)| {
+                format!("{field} is {ckpt} in the checkpoint, {config} in the config")
+            })
+            .collect();
+        let detail = if differ.is_empty() { format!("{a:?} against {b:?}") } else { differ.join("; ") };
         return bad(format!(
-            "the checkpoint's model {:?} differs from the config's {:?}",
-            ckpt.model, gpt_config
+            "the checkpoint is of another model ({detail}); use the run folder's own config.toml and dataset"
         ));
     }
     if ckpt.tokenizer != tokenizer.to_bytes() {
@@ -532,15 +549,21 @@ pub enum Splits {
 }
 
 /// `train --evaluate runs/NAME`: the loss of the run's best.ckpt (latest.ckpt when it has
-/// none) over the whole validation split, the whole training split, or both (in that
-/// order), by [`split_loss`], with bits per byte. Changes nothing in the run folder (the
-/// dataset is prepared first when its files are missing, as for training).
+/// none; or the checkpoint given, `runs/NAME/latest.ckpt`) over the whole validation
+/// split, the whole training split, or both (in that order), by [`split_loss`], with bits
+/// per byte. Changes nothing in the run folder (the dataset is prepared first when its
+/// files are missing, as for training).
 pub fn evaluate_run(
     run_dir: &Path,
     splits: Splits,
     verbosity: Verbosity,
 ) -> Result<Vec<SplitReport>, TrainError> {
     let verbose = verbosity == Verbosity::Normal;
+    // A checkpoint file names its run folder and itself.
+    let (run_dir, chosen_ckpt) = match run_dir.parent() {
+        Some(parent) if run_dir.is_file() => (parent, Some(run_dir.to_path_buf())),
+        _ => (run_dir, None),
+    };
     let path = run_folder_config(run_dir, "--evaluate")?;
     let origin = path.display().to_string();
     let config = Config::load(&path, &[])?;
@@ -548,9 +571,9 @@ pub fn evaluate_run(
     use_threads(&config, &origin)?;
     let corpus = open_corpus(&config, &origin, verbose)?;
     let gpt_config = model_config(&config, corpus.tokenizer.vocab_size());
-    let Some(ckpt_path) =
-        ["best.ckpt", "latest.ckpt"].map(|f| run_dir.join(f)).into_iter().find(|p| p.exists())
-    else {
+    let default_ckpt =
+        || ["best.ckpt", "latest.ckpt"].map(|f| run_dir.join(f)).into_iter().find(|p| p.exists());
+    let Some(ckpt_path) = chosen_ckpt.or_else(default_ckpt) else {
         return Err(TrainError::Message(format!(
             "{}: holds neither best.ckpt nor latest.ckpt; the run saved no checkpoint to evaluate",
             run_dir.display()

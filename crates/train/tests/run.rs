@@ -64,7 +64,10 @@ fn resume_is_bit_identical() {
     let rows_before = std::fs::read_to_string(&metrics).expect("metrics of the first half");
     let second = run_resume(&first.run_dir, &["train.max_iters=12"]).expect("second half");
     let rows_after = std::fs::read_to_string(&metrics).expect("metrics after resume");
-    assert!(rows_after.starts_with(&rows_before), "resume rewrote the rows it kept:\n{rows_before}\n{rows_after}");
+    assert!(
+        rows_after.starts_with(&rows_before),
+        "resume rewrote the rows it kept:\n{rows_before}\n{rows_after}"
+    );
     assert_eq!(second.step, 12);
 
     let resumed: Vec<f32> = first.losses.iter().chain(&second.losses).copied().collect();
@@ -241,6 +244,21 @@ fn evaluate_run_scores_every_window_of_both_splits() {
 
     let val_only = train::evaluate_run(&summary.run_dir, train::Splits::Val, quiet).expect("evaluates");
     assert_eq!(val_only, reports[..1]);
+    // A checkpoint of the run, named as a file.
+    let latest = summary.run_dir.join("latest.ckpt");
+    let from_file = train::evaluate_run(&latest, train::Splits::Val, quiet).expect("evaluates latest.ckpt");
+    assert_eq!(from_file, reports[..1], "latest.ckpt is best.ckpt at the end of this run");
+    // A checkpoint of another model: the differing fields are named.
+    let mut wider = config.clone();
+    wider.model.n_embd = 64;
+    wider.train.name = "wider".into();
+    wider.train.max_iters = 1;
+    let wider_dir = run_fresh(&wider).expect("the wider run").run_dir;
+    std::fs::copy(wider_dir.join("latest.ckpt"), summary.run_dir.join("other.ckpt")).expect("copy");
+    let m = train::evaluate_run(&summary.run_dir.join("other.ckpt"), train::Splits::Val, quiet)
+        .expect_err("another model")
+        .to_string();
+    assert!(m.contains("model.n_embd is 64 in the checkpoint, 32 in the config"), "{m}");
     let missing = train::evaluate_run(&dir.path().join("runs/none"), train::Splits::Val, quiet);
     let message = missing.expect_err("no run folder").to_string();
     assert!(message.contains("not a run folder"), "{message}");

@@ -23,8 +23,9 @@ struct Args {
     /// Continue the run in this folder from its latest.ckpt.
     #[arg(long, value_name = "RUN_DIR", conflicts_with = "evaluate")]
     resume: Option<PathBuf>,
-    /// Instead of training: the loss of this run's best.ckpt over every window of a split
-    /// (no sampling noise), then exit.
+    /// Instead of training: the loss of this run's best.ckpt (or of the run's checkpoint
+    /// given, runs/NAME/latest.ckpt) over every window of a split (no sampling noise), then
+    /// exit.
     #[arg(long, value_name = "RUN_DIR", conflicts_with = "set")]
     evaluate: Option<PathBuf>,
     /// The split(s) --evaluate scores [default: val].
