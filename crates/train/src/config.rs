@@ -42,7 +42,8 @@ pub struct DataSection {
     /// Text file(s) to prepare the dataset from when its `.bin` files are missing.
     #[serde(deserialize_with = "one_or_many")]
     pub input: Vec<PathBuf>,
-    /// "char", "bpe" or "gpt2" (used only when preparing).
+    /// "char", "bpe" or "gpt2": the tokenizer to prepare with, and the one a prepared
+    /// dataset must have.
     pub tokenizer: String,
     /// Vocabulary size to learn, for "bpe".
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -278,8 +279,28 @@ impl Config {
                 format!("must be \"char\", \"bpe\" or \"gpt2\", found {:?}", self.data.tokenizer),
             );
         }
-        if self.data.tokenizer == "bpe" && self.data.vocab_size.is_none() {
-            return err("data.vocab_size", "is required with tokenizer = \"bpe\" (e.g. 4096)".into());
+        match (self.data.tokenizer.as_str(), self.data.vocab_size) {
+            ("bpe", None) => {
+                return err("data.vocab_size", "is required with tokenizer = \"bpe\" (e.g. 4096)".into())
+            }
+            ("bpe", Some(n)) if n < data::MIN_BPE_VOCAB => {
+                return err(
+                    "data.vocab_size",
+                    format!(
+                        "{n} is too small for BPE (256 byte tokens plus merges); use {} or more, e.g. 4096",
+                        data::MIN_BPE_VOCAB
+                    ),
+                )
+            }
+            (tokenizer, Some(n)) if tokenizer != "bpe" => {
+                return err(
+                    "data.vocab_size",
+                    format!(
+                        "= {n} applies only to tokenizer = \"bpe\"; the {tokenizer} tokenizer's vocabulary is fixed, so remove it"
+                    ),
+                )
+            }
+            _ => {}
         }
         if t.name.is_empty() || t.name.contains(['/', '\\']) || t.name == "." || t.name == ".." {
             return err("train.name", format!("must be a plain folder name, found {:?}", t.name));
@@ -292,6 +313,9 @@ impl Config {
                 "train.threads",
                 format!("must be at most {MAX_THREADS} (0 uses every core), found {}", t.threads),
             );
+        }
+        if self.data.input.iter().any(|p| p.as_os_str().is_empty()) {
+            return err("data.input", "holds an empty path; list text files, or [] for none".into());
         }
         for (field, path) in [("data.dataset", &self.data.dataset), ("train.out_dir", &t.out_dir)] {
             if path.as_os_str().is_empty() {

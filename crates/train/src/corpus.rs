@@ -20,6 +20,23 @@ pub struct Corpus {
 pub fn open_corpus(config: &Config, origin: &str, progress: bool) -> Result<Corpus, TrainError> {
     let d = &config.data;
     let files = ["tokenizer.bin", "train.bin", "val.bin"].map(|f| d.dataset.join(f));
+    let present = files.iter().filter(|f| f.exists()).count();
+    if present > 0 && present < files.len() {
+        let missing: Vec<String> =
+            files.iter().filter(|f| !f.exists()).map(|f| f.display().to_string()).collect();
+        return Err(TrainError::Config(format!(
+            "{origin}: data.dataset: {} holds part of a prepared dataset ({} missing); delete its .bin files \
+             to prepare it again from data.input, or point data.dataset at another folder",
+            d.dataset.display(),
+            missing.join(", ")
+        )));
+    }
+    if let Some(input) = d.input.iter().find(|p| p.is_dir()).filter(|_| present == 0) {
+        return Err(TrainError::Config(format!(
+            "{origin}: data.input: {} is a folder; list the text files to prepare from",
+            input.display()
+        )));
+    }
     if let Some(missing) = files.iter().find(|f| !f.exists()) {
         if d.input.is_empty() {
             return Err(TrainError::Config(format!(
@@ -59,6 +76,25 @@ pub fn open_corpus(config: &Config, origin: &str, progress: bool) -> Result<Corp
         }
     }
     let tokenizer = data::load_tokenizer(&files[0])?;
+    if tokenizer.kind() != d.tokenizer {
+        return Err(TrainError::Config(format!(
+            "{origin}: data.tokenizer = {:?}, but {} was prepared with the {} tokenizer; set data.tokenizer = {:?}, \
+             or point data.dataset at another folder to prepare it anew",
+            d.tokenizer,
+            d.dataset.display(),
+            tokenizer.kind(),
+            tokenizer.kind()
+        )));
+    }
+    if let Some(n) = d.vocab_size.filter(|&n| n != tokenizer.vocab_size()) {
+        return Err(TrainError::Config(format!(
+            "{origin}: data.vocab_size = {n}, but the tokenizer of {} has {} tokens; set data.vocab_size = {}, \
+             or point data.dataset at another folder to prepare it anew",
+            d.dataset.display(),
+            tokenizer.vocab_size(),
+            tokenizer.vocab_size()
+        )));
+    }
     let train = TokenFile::open(&files[1])?;
     let val = TokenFile::open(&files[2])?;
     let need = config.model.block_size + 1;

@@ -131,6 +131,9 @@ fn other_rules() {
     assert!(invalid(&["train.name=\"..\""]).contains("train.name"));
     assert!(invalid(&["data.dataset=\"\""]).contains("data.dataset: is empty"));
     assert!(invalid(&["train.out_dir=\"\""]).contains("train.out_dir: is empty"));
+    assert!(invalid(&["data.input=\"\""]).contains("data.input: holds an empty path"));
+    assert!(invalid(&["data.tokenizer=\"bpe\"", "data.vocab_size=100"]).contains("100 is too small for BPE"));
+    assert!(invalid(&["data.vocab_size=50"]).contains("applies only to tokenizer = \"bpe\""));
 }
 
 #[test]

@@ -125,6 +125,30 @@ fn block_size_larger_than_val_split_is_refused_before_writing() {
 }
 
 #[test]
+fn a_dataset_that_does_not_match_the_config_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = tiny_config(dir.path());
+    config.train.max_iters = 1;
+    run_fresh(&config).expect("prepares the char dataset");
+    let mut bpe = config.clone();
+    bpe.data.tokenizer = "bpe".into();
+    bpe.data.vocab_size = Some(300);
+    let m = error_of(run_fresh(&bpe));
+    assert!(
+        m.contains("data.tokenizer = \"bpe\", but") && m.contains("prepared with the char tokenizer"),
+        "{m}"
+    );
+    std::fs::remove_file(config.data.dataset.join("val.bin")).expect("remove val.bin");
+    let m = error_of(run_fresh(&config));
+    assert!(m.contains("holds part of a prepared dataset") && m.contains("val.bin"), "{m}");
+    let mut folder_input = config.clone();
+    folder_input.data.dataset = dir.path().join("fresh");
+    folder_input.data.input = vec![dir.path().to_path_buf()];
+    let m = error_of(run_fresh(&folder_input));
+    assert!(m.contains("data.input:") && m.contains("is a folder"), "{m}");
+}
+
+#[test]
 fn missing_dataset_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = tiny_config(dir.path());
