@@ -366,20 +366,24 @@ fn config_error(origin: &str, text: &str, e: &toml::de::Error) -> TrainError {
     };
     let start = span.start.min(text.len());
     let line = text[..start].matches('\n').count() + 1;
-    let section = text[..start].lines().rev().find_map(|l| {
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_text = text[line_start..].lines().next().unwrap_or("").trim();
+    let section = text[..line_start].lines().rev().find_map(|l| {
         l.trim().strip_prefix('[').and_then(|s| s.split(']').next()).map(|s| s.trim().to_string())
     });
-    let message = match (&section, message.split_once(", expected")) {
-        (Some(section), Some((head, tail))) if head.starts_with("unknown field") => {
+    let message = match (line_text.starts_with('['), &section, message.split_once(", expected")) {
+        // An unknown [section] header.
+        (true, _, Some((head, tail))) if head.starts_with("unknown field") => {
+            format!("unknown section {line_text}; expected{tail}")
+        }
+        (false, Some(section), Some((head, tail))) if head.starts_with("unknown field") => {
             format!("{head} in [{section}]; expected{tail}")
         }
-        (Some(section), _) => {
-            let key = text[start..span.end.min(text.len())].trim();
-            let key_line = text[..start].rsplit('\n').next().unwrap_or("");
-            let field = key_line.split('=').next().map(str::trim).filter(|k| !k.is_empty()).unwrap_or(key);
+        (false, Some(section), _) => {
+            let field = line_text.split('=').next().map(str::trim).unwrap_or(line_text);
             format!("[{section}] {field}: {message}")
         }
-        (None, _) => message,
+        _ => message,
     };
     TrainError::Config(format!("{origin}: line {line}: {message}"))
 }

@@ -243,6 +243,13 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
     let corpus = open_corpus(&config, &origin, verbose)?;
     let gpt_config = model_config(&config, corpus.tokenizer.vocab_size());
     gpt_config.validate().map_err(|e| TrainError::Config(format!("{origin}: {e}")))?;
+    if config.train.sample_tokens > 0 && !config.train.sample_prompt.is_empty() {
+        if let Err(e) = corpus.tokenizer.encode(&config.train.sample_prompt) {
+            return Err(TrainError::Config(format!(
+                "{origin}: train.sample_prompt: {e}; use text the dataset's tokenizer knows, or \"\" to start from a newline"
+            )));
+        }
+    }
 
     let (t, o) = (&config.train, &config.optim);
     let (batch_size, block_size, accum) =

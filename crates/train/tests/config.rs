@@ -81,6 +81,19 @@ fn unknown_field_names_file_line_section_and_choices() {
 }
 
 #[test]
+fn duplicate_key_and_unknown_section_are_named() {
+    let text = GOOD.replace("n_head = 2", "n_head = 2\nn_head = 4");
+    let m = message(Config::parse(&text, "configs/x.toml", &[]));
+    assert!(m.starts_with("configs/x.toml: line 5: [model] n_head: duplicate key"), "{m}");
+    let text = format!("{GOOD}\n[trainer]\nsteps = 5\n");
+    let m = message(Config::parse(&text, "configs/x.toml", &[]));
+    assert!(
+        m.contains("unknown section [trainer]; expected one of `model`, `data`, `optim`, `train`"),
+        "{m}"
+    );
+}
+
+#[test]
 fn unknown_override_is_refused() {
     let m = message(Config::parse(GOOD, "x.toml", &["optim.lerning_rate=1".into()]));
     assert!(m.contains("unknown field `lerning_rate` in [optim]"), "{m}");

@@ -149,6 +149,17 @@ fn a_dataset_that_does_not_match_the_config_is_refused() {
 }
 
 #[test]
+fn a_sample_prompt_the_tokenizer_cannot_encode_is_refused_before_writing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = tiny_config(dir.path());
+    config.train.sample_tokens = 10;
+    config.train.sample_prompt = "the cat~".into();
+    let m = error_of(run_fresh(&config));
+    assert!(m.contains("train.sample_prompt:") && m.contains('~'), "{m}");
+    assert!(!dir.path().join("runs").exists(), "nothing written");
+}
+
+#[test]
 fn missing_dataset_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = tiny_config(dir.path());
