@@ -24,8 +24,8 @@ pub use config::Config;
 pub use console::Verbosity;
 pub use optim::{AdamW, AdamWConfig};
 pub use trainer::{
-    accumulate_gradients, evaluate_run, run, stop_requested, RunOptions, RunSummary, SplitReport, Splits,
-    Start, TrainState,
+    accumulate_gradients, evaluate_run, fresh_start, run, stop_requested, RunOptions, RunSummary,
+    SplitReport, Splits, Start, TrainState,
 };
 
 /// Everything that stops a run, each with one sentence naming the file, field or step.

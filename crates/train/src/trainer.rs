@@ -23,7 +23,7 @@ use tensor::{Grads, Rng};
 
 use crate::config::Config;
 use crate::console::{self, preflight, Console, StepReport, Verbosity};
-use crate::corpus::{bytes_per_token, open_corpus};
+use crate::corpus::{bytes_per_token, open_corpus, Corpus};
 use crate::eval::{evaluate, prompt_tokens, sample_text, show_evaluation, split_loss, SplitLoss};
 use crate::optim::{clip_scale, first_non_finite, grad_norm, AdamW, AdamWConfig};
 use crate::rundir::{fresh_run_dir, write_atomic, MetricsLog};
@@ -193,6 +193,18 @@ fn model_config(config: &Config, vocab_size: usize) -> GptConfig {
     }
 }
 
+/// The model a fresh run of `config` starts from and the sampler of its training batches,
+/// as [`run`] makes them: with these, another implementation can be run step by step beside
+/// this one (`cargo run --release -p quill-train --example export_start`, then
+/// `scripts/lockstep_pytorch.py`).
+pub fn fresh_start(config: &Config, corpus: &Corpus) -> Result<(Gpt, BatchSampler), TrainError> {
+    let t = &config.train;
+    let gpt = Gpt::new(model_config(config, corpus.tokenizer.vocab_size()), t.seed);
+    let seed = stream_seed(t.seed, STREAM_TRAIN_BATCHES);
+    let sampler = BatchSampler::new(&corpus.train, t.batch_size, config.model.block_size, seed)?;
+    Ok((gpt, sampler))
+}
+
 /// Seeds of the independent random streams, all derived from `train.seed`.
 pub(crate) fn stream_seed(seed: u64, stream: u64) -> u64 {
     seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(stream)
@@ -254,7 +266,7 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
     let (t, o) = (&config.train, &config.optim);
     let (batch_size, block_size, accum) =
         (t.batch_size, config.model.block_size, t.gradient_accumulation_steps);
-    let mut gpt = Gpt::new(gpt_config.clone(), t.seed);
+    let (mut gpt, mut sampler) = fresh_start(&config, &corpus)?;
     let mut opt = AdamW::new(
         &gpt.tape,
         AdamWConfig {
@@ -264,8 +276,6 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
             weight_decay: o.weight_decay as f32,
         },
     );
-    let mut sampler =
-        BatchSampler::new(&corpus.train, batch_size, block_size, stream_seed(t.seed, STREAM_TRAIN_BATCHES))?;
     let mut state = TrainState {
         dropout_rng: Rng::seeded(stream_seed(t.seed, STREAM_DROPOUT)),
         train_sampler: sampler.state(),
