@@ -81,16 +81,8 @@ def main():
         if it + 1 in shown:
             print(f"step {it + 1}: loss {loss.item():.6f}, grad norm {norm.item():.6f}", flush=True)
 
-    val = token_file(r["val"])
-    model.eval()
-    windows, total = (len(val) - 1) // T, 0.0
-    with torch.no_grad():
-        for w0 in range(0, windows, B):
-            rows = range(w0, min(w0 + B, windows))
-            x = torch.stack([val[w * T:w * T + T] for w in rows])
-            y = torch.stack([val[w * T + 1:w * T + 1 + T] for w in rows])
-            total += model(x, y)[1].item() * len(rows)
-    print(f"val loss over all {windows} windows: {total / windows:.4f}")
+    loss, windows = model.split_loss(token_file(r["val"]), B)
+    print(f"val loss over all {windows} windows: {loss:.4f}")
 
 
 if __name__ == "__main__":

@@ -125,6 +125,22 @@ class GPT(nn.Module):
         groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)
 
+    @torch.no_grad()
+    def split_loss(self, tokens, batch_size):
+        """Mean loss over every non-overlapping block_size window of a 1-D token tensor (each
+        predicting the next block_size tokens), batch_size windows per forward, as Quill's
+        `train --evaluate` computes it. Returns (loss, windows)."""
+        T, was_training = self.cfg["block_size"], self.training
+        self.eval()
+        windows, total = (len(tokens) - 1) // T, 0.0
+        for w0 in range(0, windows, batch_size):
+            rows = range(w0, min(w0 + batch_size, windows))
+            x = torch.stack([tokens[w * T:w * T + T] for w in rows])
+            y = torch.stack([tokens[w * T + 1:w * T + 1 + T] for w in rows])
+            total += self(x, y)[1].item() * len(rows)
+        self.train(was_training)
+        return total / windows, windows
+
     def num_params(self):
         return sum(p.numel() for p in self.parameters())
 

@@ -92,16 +92,8 @@ def main():
     print(f"done: {args.max_iters} steps in {wall:.1f} s, {args.max_iters * B * T / wall:.0f} tok/s, "
           f"final val loss {losses['val']:.4f}")
     if args.evaluate:
-        model.eval()
-        windows = (len(val) - 1) // T
-        total = 0.0
-        with torch.no_grad():
-            for w0 in range(0, windows, B):
-                rows = range(w0, min(w0 + B, windows))
-                x = torch.stack([val[w * T:w * T + T] for w in rows])
-                y = torch.stack([val[w * T + 1:w * T + 1 + T] for w in rows])
-                total += model(x, y)[1].item() * len(rows)
-        print(f"val loss over all {windows} windows: {total / windows:.4f}")
+        loss, windows = model.split_loss(val, B)
+        print(f"val loss over all {windows} windows: {loss:.4f}")
 
 
 if __name__ == "__main__":
