@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use data::{BatchSampler, SamplerState, Tokenizer};
-use model::checkpoint::Checkpoint;
+use model::checkpoint::{Checkpoint, CheckpointError};
 use model::{Gpt, GptConfig};
 use plot::tensorboard::EventWriter;
 use plot::MetricRow;
@@ -246,7 +246,19 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
                     ckpt_path.display()
                 )));
             }
-            let ckpt = Checkpoint::load(&ckpt_path)?;
+            let ckpt = Checkpoint::load(&ckpt_path).map_err(|e| {
+                // Resume reads latest.ckpt only; say so when the run's other checkpoint is sound.
+                let best = matches!(e, CheckpointError::Corrupted { .. })
+                    .then(|| Checkpoint::load(&run_dir.join("best.ckpt")).ok())
+                    .flatten();
+                match best {
+                    Some(best) => TrainError::Message(format!(
+                        "{e}; best.ckpt (step {}) is intact: to continue from it, copy it over latest.ckpt",
+                        best.step
+                    )),
+                    None => e.into(),
+                }
+            })?;
             (config, path.display().to_string(), Some((run_dir.clone(), ckpt)))
         }
     };

@@ -160,6 +160,22 @@ fn a_sample_prompt_the_tokenizer_cannot_encode_is_refused_before_writing() {
 }
 
 #[test]
+fn a_corrupt_latest_checkpoint_points_at_an_intact_best_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = tiny_config(dir.path());
+    config.train.max_iters = 4;
+    config.train.eval_interval = 2;
+    let run_dir = run_fresh(&config).expect("the run finishes").run_dir;
+    let latest = run_dir.join("latest.ckpt");
+    let bytes = std::fs::read(&latest).expect("latest.ckpt");
+    // A new file under the name (best.ckpt may be the same file, a hard link).
+    std::fs::remove_file(&latest).expect("unlink latest.ckpt");
+    std::fs::write(&latest, &bytes[..bytes.len() / 2]).expect("truncated latest.ckpt");
+    let m = error_of(run_resume(&run_dir, &["train.max_iters=6"]));
+    assert!(m.contains("corrupted checkpoint") && m.contains("best.ckpt (step 4) is intact"), "{m}");
+}
+
+#[test]
 fn missing_dataset_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = tiny_config(dir.path());

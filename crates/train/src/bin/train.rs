@@ -55,7 +55,12 @@ fn main() -> ExitCode {
         Some(run_dir) => Start::Resume { run_dir, overrides: args.set },
         None => match Config::load(&args.config, &args.set) {
             Ok(config) => {
-                Start::Fresh { config: Box::new(config), origin: args.config.display().to_string() }
+                // Errors name where a value came from: the file, or the file and the overrides.
+                let origin = match args.set.is_empty() {
+                    true => args.config.display().to_string(),
+                    false => format!("{} with --set {}", args.config.display(), args.set.join(" --set ")),
+                };
+                Start::Fresh { config: Box::new(config), origin }
             }
             Err(e) => return fail(&e),
         },
