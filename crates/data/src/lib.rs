@@ -15,7 +15,7 @@ mod tokenizer;
 use std::path::PathBuf;
 
 pub use prepare::{prepare, prepare_with, PrepareOptions, PrepareSummary, DEFAULT_GPT2_DIR};
-pub use sampler::{sequential_batch_count, sequential_batches, BatchSampler, SamplerState};
+pub use sampler::{read_windows, sequential_batch_count, sequential_batches, BatchSampler, SamplerState};
 pub use shard::{write_token_file, TokenFile, TokenWriter, TOKEN_FILE_HEADER_LEN, TOKEN_FILE_VERSION};
 pub use tokenizer::bpe::{BpeTokenizer, MIN_BPE_VOCAB};
 pub use tokenizer::char::CharTokenizer;

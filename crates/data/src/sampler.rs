@@ -122,16 +122,31 @@ pub fn sequential_batches(
     let windows = file.len().saturating_sub(1).checked_div(t).unwrap_or(0);
     let batches = windows.checked_div(b).unwrap_or(0).min(max_batches);
     (0..batches).map(move |batch| {
-        let mut inputs = vec![0; b * t];
-        let mut targets = vec![0; b * t];
-        let mut window = vec![0; t + 1];
-        for row in 0..b {
-            file.read_into((batch * b + row) * t, &mut window);
-            inputs[row * t..(row + 1) * t].copy_from_slice(&window[..t]);
-            targets[row * t..(row + 1) * t].copy_from_slice(&window[1..]);
-        }
+        let (mut inputs, mut targets) = (Vec::new(), Vec::new());
+        read_windows(file, batch * b..(batch + 1) * b, t, &mut inputs, &mut targets);
         (inputs, targets)
     })
+}
+
+/// `inputs` and `targets` ← the windows `windows` of a file's consecutive, non-overlapping
+/// windows of `block_size` tokens: window w's inputs are tokens w·t .. w·t + t, its targets
+/// the same shifted by one (rows of t, in order).
+pub fn read_windows(
+    file: &TokenFile,
+    windows: std::ops::Range<usize>,
+    block_size: usize,
+    inputs: &mut Vec<u32>,
+    targets: &mut Vec<u32>,
+) {
+    let t = block_size;
+    let mut window = vec![0; t + 1];
+    inputs.clear();
+    targets.clear();
+    for w in windows {
+        file.read_into(w * t, &mut window);
+        inputs.extend_from_slice(&window[..t]);
+        targets.extend_from_slice(&window[1..]);
+    }
 }
 
 /// How many full batches [`sequential_batches`] yields for a file of `len` tokens (before

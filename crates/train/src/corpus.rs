@@ -113,6 +113,11 @@ pub fn open_corpus(config: &Config, origin: &str, progress: bool) -> Result<Corp
     Ok(Corpus { tokenizer, train, val, bytes_per_token })
 }
 
+/// A loss in nats per token as bits per byte of text.
+pub fn bits_per_byte(loss: f64, bytes_per_token: f64) -> f64 {
+    loss / std::f64::consts::LN_2 / bytes_per_token
+}
+
 /// Mean UTF-8 bytes per token over (the first million tokens of) a split, for bits per byte.
 pub fn bytes_per_token(tokenizer: &dyn Tokenizer, file: &TokenFile) -> f64 {
     let lengths: Vec<usize> =

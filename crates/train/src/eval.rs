@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use data::{BatchSampler, TokenFile, Tokenizer};
+use data::{read_windows, BatchSampler, TokenFile, Tokenizer};
 use model::sampling::{generate, SamplingParams};
 use model::Gpt;
 use plot::{MetricRow, Series};
@@ -50,22 +50,42 @@ pub fn evaluate(
 ) -> Result<f64, TrainError> {
     let (b, t) = (config.train.batch_size, config.model.block_size);
     let mut sampler = BatchSampler::new(file, b, t, seed)?;
-    // One pool task for all the batches, as for a training step: the workers stay awake
-    // from op to op. Nothing is differentiated, so the ops keep nothing for backward.
+    let mut left = config.train.eval_iters;
+    let losses = forward_losses(gpt, t, inputs, targets, |inputs, targets| {
+        left = left.checked_sub(1)?;
+        sampler.next_batch(file, inputs, targets);
+        Some(b)
+    });
+    Ok(losses.iter().map(|&(loss, _)| loss).sum::<f64>() / config.train.eval_iters as f64)
+}
+
+/// The loss of each of a series of forwards without gradients, with its number of rows of
+/// t tokens: `next` fills the inputs and targets of the next one and returns its rows, or
+/// None when there are no more. One pool task for them all, as for a training step: the
+/// workers stay awake from op to op; nothing is kept for backward.
+fn forward_losses(
+    gpt: &mut Gpt,
+    t: usize,
+    inputs: &mut Vec<u32>,
+    targets: &mut Vec<u32>,
+    mut next: impl FnMut(&mut Vec<u32>, &mut Vec<u32>) -> Option<usize> + Send,
+) -> Vec<(f64, usize)> {
     gpt.tape.set_no_grad(true);
-    let sum = tensor::on_pool(|| {
-        let mut sum = 0.0f64;
-        for _ in 0..config.train.eval_iters {
-            sampler.next_batch(file, inputs, targets);
-            let out = gpt.forward(inputs, Some(targets), b, t, None);
-            sum += gpt.tape.data(out.loss.expect("a forward with targets returns a loss"))[0] as f64;
-            // The next batch reuses this one's activation memory.
+    let losses = tensor::on_pool(|| {
+        let mut losses = Vec::new();
+        while let Some(rows) = next(inputs, targets) {
+            let out = gpt.forward(inputs, Some(targets), rows, t, None);
+            losses.push((
+                gpt.tape.data(out.loss.expect("a forward with targets returns a loss"))[0] as f64,
+                rows,
+            ));
+            // The next forward reuses this one's activation memory.
             gpt.tape.reset();
         }
-        sum
+        losses
     });
     gpt.tape.set_no_grad(false);
-    Ok(sum / config.train.eval_iters as f64)
+    losses
 }
 
 /// The mean loss of a model over a whole split, and how many windows it covers.
@@ -82,28 +102,18 @@ pub struct SplitLoss {
 /// [`evaluate`]'s few random batches (about ±0.02 on Tiny Shakespeare with 20 batches).
 pub fn split_loss(gpt: &mut Gpt, file: &TokenFile, b: usize, t: usize) -> SplitLoss {
     let windows = file.len().saturating_sub(1) / t;
-    let (mut inputs, mut targets, mut window) = (Vec::new(), Vec::new(), vec![0u32; t + 1]);
-    gpt.tape.set_no_grad(true);
-    let sum = tensor::on_pool(|| {
-        let mut sum = 0.0f64;
-        for w0 in (0..windows).step_by(b.max(1)) {
-            let rows = b.max(1).min(windows - w0);
-            inputs.clear();
-            targets.clear();
-            for w in w0..w0 + rows {
-                file.read_into(w * t, &mut window);
-                inputs.extend_from_slice(&window[..t]);
-                targets.extend_from_slice(&window[1..]);
-            }
-            let out = gpt.forward(&inputs, Some(&targets), rows, t, None);
-            // The forward's loss is the mean over its rows · t tokens.
-            sum += gpt.tape.data(out.loss.expect("a forward with targets returns a loss"))[0] as f64
-                * rows as f64;
-            gpt.tape.reset();
-        }
-        sum
+    let mut next = 0;
+    let (mut inputs, mut targets) = (Vec::new(), Vec::new());
+    let losses = forward_losses(gpt, t, &mut inputs, &mut targets, |inputs, targets| {
+        let rows = b.max(1).min(windows - next);
+        (rows > 0).then(|| {
+            read_windows(file, next..next + rows, t, inputs, targets);
+            next += rows;
+            rows
+        })
     });
-    gpt.tape.set_no_grad(false);
+    // Each forward's loss is the mean over its rows · t tokens.
+    let sum: f64 = losses.iter().map(|&(loss, rows)| loss * rows as f64).sum();
     SplitLoss { loss: sum / windows.max(1) as f64, windows }
 }
 

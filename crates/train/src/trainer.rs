@@ -23,7 +23,7 @@ use tensor::{Grads, Rng};
 
 use crate::config::Config;
 use crate::console::{self, preflight, Console, StepReport, Verbosity};
-use crate::corpus::{bytes_per_token, open_corpus, Corpus};
+use crate::corpus::{bits_per_byte, bytes_per_token, open_corpus, Corpus};
 use crate::eval::{evaluate, prompt_tokens, sample_text, show_evaluation, split_loss, SplitLoss};
 use crate::optim::{clip_scale, first_non_finite, grad_norm, AdamW, AdamWConfig};
 use crate::rundir::{fresh_run_dir, write_atomic, MetricsLog};
@@ -180,6 +180,17 @@ fn run_folder_config(run_dir: &Path, flag: &str) -> Result<PathBuf, TrainError> 
     Ok(path)
 }
 
+/// What training and evaluating a config both start with: the config checked, the thread
+/// pool sized, the dataset opened (prepared first if need be), and the model's shape.
+fn open_run(config: &Config, origin: &str, verbose: bool) -> Result<(Corpus, GptConfig), TrainError> {
+    config.validate(origin)?;
+    use_threads(config, origin)?;
+    let corpus = open_corpus(config, origin, verbose)?;
+    let gpt_config = model_config(config, corpus.tokenizer.vocab_size());
+    gpt_config.validate().map_err(|e| TrainError::Config(format!("{origin}: {e}")))?;
+    Ok((corpus, gpt_config))
+}
+
 fn model_config(config: &Config, vocab_size: usize) -> GptConfig {
     let m = &config.model;
     GptConfig {
@@ -262,11 +273,7 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
             (config, path.display().to_string(), Some((run_dir.clone(), ckpt)))
         }
     };
-    config.validate(&origin)?;
-    use_threads(&config, &origin)?;
-    let corpus = open_corpus(&config, &origin, verbose)?;
-    let gpt_config = model_config(&config, corpus.tokenizer.vocab_size());
-    gpt_config.validate().map_err(|e| TrainError::Config(format!("{origin}: {e}")))?;
+    let (corpus, gpt_config) = open_run(&config, &origin, verbose)?;
     if config.train.sample_tokens > 0 && !config.train.sample_prompt.is_empty() {
         if let Err(e) = corpus.tokenizer.encode(&config.train.sample_prompt) {
             return Err(TrainError::Config(format!(
@@ -464,7 +471,7 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
             )?;
             row.eval_train_loss = Some(eval_train);
             row.val_loss = Some(val);
-            row.val_bpb = Some(val / std::f64::consts::LN_2 / corpus.bytes_per_token);
+            row.val_bpb = Some(bits_per_byte(val, corpus.bytes_per_token));
             row.val_ppl = Some(val.exp());
             events.add_scalar("val/loss", step, val)?;
             last_val = Some(val);
@@ -596,10 +603,7 @@ pub fn evaluate_run(
     let path = run_folder_config(run_dir, "--evaluate")?;
     let origin = path.display().to_string();
     let config = Config::load(&path, &[])?;
-    config.validate(&origin)?;
-    use_threads(&config, &origin)?;
-    let corpus = open_corpus(&config, &origin, verbose)?;
-    let gpt_config = model_config(&config, corpus.tokenizer.vocab_size());
+    let (corpus, gpt_config) = open_run(&config, &origin, verbose)?;
     let default_ckpt =
         || ["best.ckpt", "latest.ckpt"].map(|f| run_dir.join(f)).into_iter().find(|p| p.exists());
     let Some(ckpt_path) = chosen_ckpt.or_else(default_ckpt) else {
@@ -620,13 +624,12 @@ pub fn evaluate_run(
         [("val", &corpus.val, splits != Splits::Train), ("train", &corpus.train, splits != Splits::Val)];
     for (split, file, _) in chosen.into_iter().filter(|c| c.2) {
         let SplitLoss { loss, windows } = split_loss(&mut gpt, file, b, t);
-        let bytes_per_token = bytes_per_token(corpus.tokenizer.as_ref(), file);
-        let report = SplitReport {
-            split,
-            loss,
-            bits_per_byte: loss / std::f64::consts::LN_2 / bytes_per_token,
-            windows,
+        // The corpus measured the val split's bytes per token when it opened.
+        let bytes = match split {
+            "val" => corpus.bytes_per_token,
+            _ => bytes_per_token(corpus.tokenizer.as_ref(), file),
         };
+        let report = SplitReport { split, loss, bits_per_byte: bits_per_byte(loss, bytes), windows };
         if verbose {
             println!(
                 "{split:<5} {windows:>9} windows | loss {loss:.4} | {:.3} bits/byte | perplexity {:.2}",
