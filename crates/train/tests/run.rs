@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{error_of, run_fresh, run_resume, tiny_config};
+use common::{error_of, folder_snapshot, run_fresh, run_resume, tiny_config};
 use model::checkpoint::Checkpoint;
 
 fn mean(xs: &[f32]) -> f32 {
@@ -203,21 +203,12 @@ fn resume_with_nothing_to_run_fails_and_writes_nothing() {
     config.train.max_iters = 4;
     config.train.eval_interval = 2;
     let run_dir = run_fresh(&config).expect("the run finishes").run_dir;
-    let snapshot = || {
-        let mut files: Vec<(std::ffi::OsString, Vec<u8>)> = std::fs::read_dir(&run_dir)
-            .expect("run dir")
-            .map(|e| e.expect("entry"))
-            .map(|e| (e.file_name(), std::fs::read(e.path()).expect("file")))
-            .collect();
-        files.sort();
-        files
-    };
-    let before = snapshot();
+    let before = folder_snapshot(&run_dir);
     for overrides in [&[][..], &["train.max_iters=3"][..]] {
         let m = error_of(run_resume(&run_dir, overrides));
         assert!(m.contains("is already at step 4 of train.max_iters") && m.contains("N > 4"), "{m}");
     }
-    assert!(snapshot() == before, "a resume with nothing to run changed the run folder");
+    assert!(folder_snapshot(&run_dir) == before, "a resume with nothing to run changed the run folder");
     let m = error_of(run_resume(&dir.path().join("runs"), &[]));
     assert!(m.contains("not a run folder (it has no config.toml)"), "{m}");
 }
@@ -255,16 +246,10 @@ fn evaluate_run_scores_every_window_of_both_splits() {
     config.train.max_iters = 10;
     config.train.eval_interval = 5;
     let summary = run_fresh(&config).expect("the run finishes");
-    let files = |d: &std::path::Path| {
-        let mut v: Vec<_> =
-            std::fs::read_dir(d).expect("run dir").map(|e| e.expect("entry").file_name()).collect();
-        v.sort();
-        v
-    };
-    let before = files(&summary.run_dir);
+    let before = folder_snapshot(&summary.run_dir);
     let quiet = train::Verbosity::Quiet;
     let reports = train::evaluate_run(&summary.run_dir, train::Splits::Both, quiet).expect("evaluates");
-    assert_eq!(files(&summary.run_dir), before, "evaluation wrote into the run folder");
+    assert!(folder_snapshot(&summary.run_dir) == before, "evaluation wrote into the run folder");
     assert_eq!(reports.iter().map(|r| r.split).collect::<Vec<_>>(), ["val", "train"]);
 
     // The same mean, one window per forward.

@@ -82,3 +82,15 @@ pub fn error_of(result: Result<RunSummary, TrainError>) -> String {
         Err(e) => e.to_string(),
     }
 }
+
+/// Every file of a folder with its bytes, sorted by name: to check that a command
+/// changed nothing there.
+pub fn folder_snapshot(dir: &Path) -> Vec<(std::ffi::OsString, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("folder")
+        .map(|e| e.expect("entry"))
+        .map(|e| (e.file_name(), std::fs::read(e.path()).expect("file")))
+        .collect();
+    files.sort();
+    files
+}
