@@ -1,17 +1,21 @@
 //! Evaluation and what it shows: the mean loss over a fixed set of batches of a split,
-//! the evaluation line with the loss chart, and a sample of text from the model.
+//! the evaluation line with the loss chart, a sample of text from the model, and
+//! `train --evaluate`, the loss of a run's checkpoint over whole splits.
 
 use std::path::Path;
 
 use data::{read_windows, BatchSampler, TokenFile, Tokenizer};
+use model::checkpoint::Checkpoint;
 use model::sampling::{generate, SamplingParams};
 use model::Gpt;
 use plot::{MetricRow, Series};
 use tensor::Rng;
 
 use crate::config::Config;
-use crate::console::Console;
-use crate::trainer::{stream_seed, STREAM_SAMPLE};
+use crate::console::{Console, Verbosity};
+use crate::corpus::{bits_per_byte, bytes_per_token};
+use crate::seeds::{stream_seed, Stream};
+use crate::start::{check_checkpoint, open_run, run_folder_config};
 use crate::TrainError;
 
 /// Prints an evaluation (losses, bits per byte, perplexity, the loss chart) and redraws
@@ -117,6 +121,82 @@ pub fn split_loss(gpt: &mut Gpt, file: &TokenFile, b: usize, t: usize) -> SplitL
     SplitLoss { loss: sum / windows.max(1) as f64, windows }
 }
 
+/// One split's line of [`evaluate_run`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct SplitReport {
+    pub split: &'static str,
+    pub loss: f64,
+    pub bits_per_byte: f64,
+    /// Windows of block_size tokens evaluated: every one the split holds.
+    pub windows: usize,
+}
+
+/// Which splits [`evaluate_run`] scores (`train --split val|train|both`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Splits {
+    Val,
+    Train,
+    Both,
+}
+
+/// `train --evaluate runs/NAME`: the loss of the run's best.ckpt (latest.ckpt when it has
+/// none; or the checkpoint given, `runs/NAME/latest.ckpt`) over the whole validation
+/// split, the whole training split, or both (in that order), by [`split_loss`], with bits
+/// per byte. Changes nothing in the run folder (the dataset is prepared first when its
+/// files are missing, as for training).
+pub fn evaluate_run(
+    run_dir: &Path,
+    splits: Splits,
+    verbosity: Verbosity,
+) -> Result<Vec<SplitReport>, TrainError> {
+    let verbose = verbosity == Verbosity::Normal;
+    // A checkpoint file names its run folder and itself.
+    let (run_dir, chosen_ckpt) = match run_dir.parent() {
+        Some(parent) if run_dir.is_file() => (parent, Some(run_dir.to_path_buf())),
+        _ => (run_dir, None),
+    };
+    let path = run_folder_config(run_dir, "--evaluate")?;
+    let origin = path.display().to_string();
+    let config = Config::load(&path, &[])?;
+    let (corpus, gpt_config) = open_run(&config, &origin, verbose)?;
+    let default_ckpt =
+        || ["best.ckpt", "latest.ckpt"].map(|f| run_dir.join(f)).into_iter().find(|p| p.exists());
+    let Some(ckpt_path) = chosen_ckpt.or_else(default_ckpt) else {
+        return Err(TrainError::Message(format!(
+            "{}: holds neither best.ckpt nor latest.ckpt; the run saved no checkpoint to evaluate",
+            run_dir.display()
+        )));
+    };
+    let ckpt = Checkpoint::load(&ckpt_path)?;
+    check_checkpoint(&ckpt, &ckpt_path, &gpt_config, &config, corpus.tokenizer.as_ref())?;
+    let mut gpt = ckpt.to_model()?;
+    let (b, t) = (config.train.batch_size, config.model.block_size);
+    if verbose {
+        println!("{} (step {}), every {t}-token window:", ckpt_path.display(), ckpt.step);
+    }
+    let mut reports = Vec::new();
+    let chosen =
+        [("val", &corpus.val, splits != Splits::Train), ("train", &corpus.train, splits != Splits::Val)];
+    for (split, file, _) in chosen.into_iter().filter(|c| c.2) {
+        let SplitLoss { loss, windows } = split_loss(&mut gpt, file, b, t);
+        // The corpus measured the val split's bytes per token when it opened.
+        let bytes = match split {
+            "val" => corpus.bytes_per_token,
+            _ => bytes_per_token(corpus.tokenizer.as_ref(), file),
+        };
+        let report = SplitReport { split, loss, bits_per_byte: bits_per_byte(loss, bytes), windows };
+        if verbose {
+            println!(
+                "{split:<5} {windows:>9} windows | loss {loss:.4} | {:.3} bits/byte | perplexity {:.2}",
+                report.bits_per_byte,
+                loss.exp()
+            );
+        }
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
 /// The prompt for samples: the configured text, or a newline; a token 0 when the
 /// tokenizer can express neither.
 pub fn prompt_tokens(tokenizer: &dyn Tokenizer, prompt: &str) -> Vec<u32> {
@@ -137,7 +217,7 @@ pub fn sample_text(
     step: u64,
 ) -> String {
     let params = SamplingParams { temperature: 0.8, top_k: None, top_p: None };
-    let mut rng = Rng::seeded(stream_seed(seed, STREAM_SAMPLE).wrapping_add(step));
+    let mut rng = Rng::seeded(stream_seed(seed, Stream::Sample).wrapping_add(step));
     let new = generate(gpt, prompt, n, &params, &mut rng, &mut |_| {});
     let all: Vec<u32> = prompt.iter().chain(&new).copied().collect();
     tokenizer.decode(&all)

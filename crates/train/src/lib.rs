@@ -16,17 +16,18 @@ pub mod eval;
 pub mod optim;
 pub mod rundir;
 pub mod schedule;
+pub mod seeds;
+pub mod start;
 pub mod trainer;
 
 use std::path::PathBuf;
 
 pub use config::Config;
 pub use console::Verbosity;
+pub use eval::{evaluate_run, SplitReport, Splits};
 pub use optim::{AdamW, AdamWConfig};
-pub use trainer::{
-    accumulate_gradients, evaluate_run, fresh_start, run, stop_requested, RunOptions, RunSummary,
-    SplitReport, Splits, Start, TrainState,
-};
+pub use start::{fresh_start, Start, TrainState};
+pub use trainer::{accumulate_gradients, run, stop_requested, RunOptions, RunSummary};
 
 /// Everything that stops a run, each with one sentence naming the file, field or step.
 #[derive(Debug, thiserror::Error)]

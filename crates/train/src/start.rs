@@ -1,0 +1,317 @@
+//! Starting a run, fresh or resumed: the config checked, the thread pool sized, the dataset
+//! opened (prepared first if need be), then the model, AdamW, the batch sampler and the
+//! trainer's state, either new or as `latest.ckpt` left them, and the run folder.
+//! Everything is checked before anything is written. `train --evaluate` shares the opening
+//! half: [`open_run`], [`run_folder_config`] and [`check_checkpoint`].
+
+use std::path::{Path, PathBuf};
+
+use data::{BatchSampler, SamplerState, Tokenizer};
+use model::checkpoint::{Checkpoint, CheckpointError};
+use model::{Gpt, GptConfig};
+use serde::{Deserialize, Serialize};
+use tensor::Rng;
+
+use crate::config::{Config, OptimSection};
+use crate::corpus::{open_corpus, Corpus};
+use crate::optim::{AdamW, AdamWConfig};
+use crate::rundir::{fresh_run_dir, write_atomic};
+use crate::seeds::{stream_seed, Stream};
+use crate::TrainError;
+
+/// How a run starts.
+#[derive(Clone, Debug)]
+pub enum Start {
+    /// A new run from a loaded config; `origin` names it in messages (the file path).
+    Fresh { config: Box<Config>, origin: String },
+    /// Continue `runs/NAME` from its `latest.ckpt`; `overrides` may only raise
+    /// `train.max_iters`.
+    Resume { run_dir: PathBuf, overrides: Vec<String> },
+}
+
+/// The trainer's part of a checkpoint (bincode inside `Checkpoint::train_state`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainState {
+    pub dropout_rng: Rng,
+    pub train_sampler: SamplerState,
+    pub best_val_loss: Option<f64>,
+    pub tokens_seen: u64,
+    pub elapsed_s: f64,
+    pub smoothed_loss: Option<f64>,
+    /// `metrics.jsonl` up to this checkpoint (JSON lines: `MetricRow` skips empty fields,
+    /// which bincode cannot read back).
+    pub metrics_jsonl: String,
+}
+
+/// A run ready for its next step: as it starts, or as its checkpoint left it.
+pub(crate) struct Started {
+    pub config: Config,
+    pub corpus: Corpus,
+    pub gpt: Gpt,
+    pub opt: AdamW,
+    pub sampler: BatchSampler,
+    pub state: TrainState,
+    /// Optimizer steps already done: 0, or the checkpoint's step.
+    pub step: u64,
+    pub run_dir: PathBuf,
+}
+
+/// Checks the config (and, resuming, the checkpoint), opens the data, builds the model,
+/// AdamW and the sampler, restores them from `latest.ckpt` when resuming, and gives the
+/// run its folder: a new one with the resolved config.toml, or the resumed one (its
+/// config.toml rewritten when `--set` extended max_iters).
+pub(crate) fn start(start: &Start, verbose: bool) -> Result<Started, TrainError> {
+    let say = |text: &str| {
+        if verbose {
+            println!("{text}");
+        }
+    };
+    let (config, origin, resume) = match start {
+        Start::Fresh { config, origin } => ((**config).clone(), origin.clone(), None),
+        Start::Resume { run_dir, overrides } => {
+            let (config, origin, ckpt) = read_resume(run_dir, overrides)?;
+            (config, origin, Some((run_dir, overrides, ckpt)))
+        }
+    };
+    let (corpus, gpt_config) = open_run(&config, &origin, verbose)?;
+    check_sample_prompt(&config, &corpus, &origin)?;
+
+    let (mut gpt, mut sampler) = fresh_start(&config, &corpus)?;
+    let mut opt = AdamW::new(&gpt.tape, adamw_config(&config.optim));
+    let mut state = TrainState {
+        dropout_rng: Rng::seeded(stream_seed(config.train.seed, Stream::Dropout)),
+        train_sampler: sampler.state(),
+        best_val_loss: None,
+        tokens_seen: 0,
+        elapsed_s: 0.0,
+        smoothed_loss: None,
+        metrics_jsonl: String::new(),
+    };
+    let mut step = 0;
+    let (t, max_iters) = (&config.train, config.train.max_iters);
+    let run_dir = match resume {
+        Some((run_dir, overrides, ckpt)) => {
+            let ckpt_path = run_dir.join("latest.ckpt");
+            check_checkpoint(&ckpt, &ckpt_path, &gpt_config, &config, corpus.tokenizer.as_ref())?;
+            state = restore(&ckpt, &ckpt_path, &mut gpt, &mut opt, &mut sampler)?;
+            step = ckpt.step;
+            if step >= max_iters {
+                // Nothing to run: refuse before anything in the folder is rewritten.
+                return Err(TrainError::Config(format!(
+                    "{} is already at step {step} of train.max_iters = {max_iters}; to train on, extend it: \
+                     --resume {} --set train.max_iters=N with N > {step}",
+                    run_dir.display(),
+                    run_dir.display()
+                )));
+            }
+            if !overrides.is_empty() {
+                // The run folder's config stays the resolved one: max_iters as extended.
+                write_atomic(&run_dir.join("config.toml"), config.to_toml().as_bytes())?;
+            }
+            say(&format!("resuming {} at step {step} of {max_iters}", run_dir.display()));
+            run_dir.clone()
+        }
+        None => {
+            let dir = fresh_run_dir(&t.out_dir, &t.name)?;
+            let wanted = t.out_dir.join(&t.name);
+            if dir != wanted {
+                say(&format!(
+                    "{} already exists (resume it with --resume {}); this run goes to {}",
+                    wanted.display(),
+                    wanted.display(),
+                    dir.display()
+                ));
+            }
+            write_atomic(&dir.join("config.toml"), config.to_toml().as_bytes())?;
+            dir
+        }
+    };
+    Ok(Started { config, corpus, gpt, opt, sampler, state, step, run_dir })
+}
+
+/// A resumed run's config (with `overrides`, which may only extend max_iters), the name
+/// its messages give it, and its latest.ckpt.
+fn read_resume(run_dir: &Path, overrides: &[String]) -> Result<(Config, String, Checkpoint), TrainError> {
+    for o in overrides {
+        if !o.trim_start().starts_with("train.max_iters") {
+            return Err(TrainError::Config(format!(
+                "--set {o}: only train.max_iters can change when resuming (to extend the run); \
+                 start a new run to change anything else"
+            )));
+        }
+    }
+    let path = run_folder_config(run_dir, "--resume")?;
+    let config = Config::load(&path, overrides)?;
+    let ckpt_path = run_dir.join("latest.ckpt");
+    if !ckpt_path.exists() {
+        return Err(TrainError::Message(format!(
+            "{}: not found; the run saved no checkpoint yet, so there is nothing to resume",
+            ckpt_path.display()
+        )));
+    }
+    let ckpt = Checkpoint::load(&ckpt_path).map_err(|e| {
+        // Resume reads latest.ckpt only; say so when the run's other checkpoint is sound.
+        let best = matches!(e, CheckpointError::Corrupted { .. })
+            .then(|| Checkpoint::load(&run_dir.join("best.ckpt")).ok())
+            .flatten();
+        match best {
+            Some(best) => TrainError::Message(format!(
+                "{e}; best.ckpt (step {}) is intact: to continue from it, copy it over latest.ckpt",
+                best.step
+            )),
+            None => e.into(),
+        }
+    })?;
+    Ok((config, path.display().to_string(), ckpt))
+}
+
+/// Puts a checked checkpoint's weights, AdamW moments and sampler position into a fresh
+/// start, and returns its trainer state.
+fn restore(
+    ckpt: &Checkpoint,
+    ckpt_path: &Path,
+    gpt: &mut Gpt,
+    opt: &mut AdamW,
+    sampler: &mut BatchSampler,
+) -> Result<TrainState, TrainError> {
+    let bad = |why: String| TrainError::Message(format!("{}: {why}", ckpt_path.display()));
+    ckpt.load_into(gpt)?;
+    let opt_state = ckpt.optimizer.as_ref().ok_or_else(|| bad("holds no optimizer state".into()))?;
+    opt.restore(opt_state).map_err(bad)?;
+    let state: TrainState = bincode::deserialize(&ckpt.train_state)
+        .map_err(|e| bad(format!("unreadable trainer state ({e})")))?;
+    sampler.restore(state.train_sampler.clone());
+    Ok(state)
+}
+
+/// Refuses a sample prompt the dataset's tokenizer cannot encode, before anything is written.
+fn check_sample_prompt(config: &Config, corpus: &Corpus, origin: &str) -> Result<(), TrainError> {
+    let t = &config.train;
+    if t.sample_tokens > 0 && !t.sample_prompt.is_empty() {
+        if let Err(e) = corpus.tokenizer.encode(&t.sample_prompt) {
+            return Err(TrainError::Config(format!(
+                "{origin}: train.sample_prompt: {e}; use text the dataset's tokenizer knows, or \"\" to start from a newline"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn adamw_config(o: &OptimSection) -> AdamWConfig {
+    AdamWConfig {
+        beta1: o.beta1 as f32,
+        beta2: o.beta2 as f32,
+        eps: 1e-8,
+        weight_decay: o.weight_decay as f32,
+    }
+}
+
+/// The model a fresh run of `config` starts from and the sampler of its training batches,
+/// as [`run`](crate::run) makes them: with these, another implementation can be run step
+/// by step beside this one (`cargo run --release -p quill-train --example export_start`,
+/// then `scripts/lockstep_pytorch.py`).
+pub fn fresh_start(config: &Config, corpus: &Corpus) -> Result<(Gpt, BatchSampler), TrainError> {
+    let t = &config.train;
+    let gpt = Gpt::new(model_config(config, corpus.tokenizer.vocab_size()), t.seed);
+    let seed = stream_seed(t.seed, Stream::TrainBatches);
+    let sampler = BatchSampler::new(&corpus.train, t.batch_size, config.model.block_size, seed)?;
+    Ok((gpt, sampler))
+}
+
+/// What training and evaluating a config both start with: the config checked, the thread
+/// pool sized, the dataset opened (prepared first if need be), and the model's shape.
+pub(crate) fn open_run(
+    config: &Config,
+    origin: &str,
+    verbose: bool,
+) -> Result<(Corpus, GptConfig), TrainError> {
+    config.validate(origin)?;
+    use_threads(config, origin)?;
+    let corpus = open_corpus(config, origin, verbose)?;
+    let gpt_config = model_config(config, corpus.tokenizer.vocab_size());
+    gpt_config.validate().map_err(|e| TrainError::Config(format!("{origin}: {e}")))?;
+    Ok((corpus, gpt_config))
+}
+
+fn model_config(config: &Config, vocab_size: usize) -> GptConfig {
+    let m = &config.model;
+    GptConfig {
+        vocab_size,
+        block_size: m.block_size,
+        n_layer: m.n_layer,
+        n_head: m.n_head,
+        n_embd: m.n_embd,
+        dropout: m.dropout,
+        bias: m.bias,
+    }
+}
+
+/// Sizes the global thread pool to `train.threads` (0 leaves rayon's default: every core).
+/// A pool that already exists (a second run in one process) is kept as it is.
+fn use_threads(config: &Config, origin: &str) -> Result<(), TrainError> {
+    let threads = config.train.threads;
+    if threads == 0 {
+        return Ok(());
+    }
+    match rayon::ThreadPoolBuilder::new().num_threads(threads).build_global() {
+        Ok(()) => Ok(()),
+        Err(e) if e.to_string().contains("already") => Ok(()),
+        Err(e) => Err(TrainError::Config(format!(
+            "{origin}: train.threads = {threads}: cannot start that many threads ({e}); use fewer, or 0 for one per core"
+        ))),
+    }
+}
+
+/// The config.toml of a run folder given to `flag` (--resume, --evaluate), or why it is not one.
+pub(crate) fn run_folder_config(run_dir: &Path, flag: &str) -> Result<PathBuf, TrainError> {
+    let path = run_dir.join("config.toml");
+    if !path.is_file() {
+        return Err(TrainError::Message(format!(
+            "{}: not a run folder (it has no config.toml); {flag} takes a folder that train wrote, runs/NAME",
+            run_dir.display()
+        )));
+    }
+    Ok(path)
+}
+
+/// Refuses a checkpoint whose model or tokenizer is not the one `config` and its dataset
+/// describe, naming the checkpoint file.
+pub(crate) fn check_checkpoint(
+    ckpt: &Checkpoint,
+    ckpt_path: &Path,
+    gpt_config: &GptConfig,
+    config: &Config,
+    tokenizer: &dyn Tokenizer,
+) -> Result<(), TrainError> {
+    let bad = |why: String| Err(TrainError::Message(format!("{}: {why}", ckpt_path.display())));
+    let (a, b) = (&ckpt.model, gpt_config);
+    if a != b {
+        let fields = [
+            ("the vocabulary size", a.vocab_size.to_string(), b.vocab_size.to_string()),
+            ("model.block_size", a.block_size.to_string(), b.block_size.to_string()),
+            ("model.n_layer", a.n_layer.to_string(), b.n_layer.to_string()),
+            ("model.n_head", a.n_head.to_string(), b.n_head.to_string()),
+            ("model.n_embd", a.n_embd.to_string(), b.n_embd.to_string()),
+            ("model.dropout", a.dropout.to_string(), b.dropout.to_string()),
+            ("model.bias", a.bias.to_string(), b.bias.to_string()),
+        ];
+        let differ: Vec<String> = fields
+            .iter()
+            .filter(|(_, ckpt, config)| ckpt != config)
+            .map(|(field, ckpt, config)| {
+                format!("{field} is {ckpt} in the checkpoint, {config} in the config")
+            })
+            .collect();
+        let detail = if differ.is_empty() { format!("{a:?} against {b:?}") } else { differ.join("; ") };
+        return bad(format!(
+            "the checkpoint is of another model ({detail}); use the run folder's own config.toml and dataset"
+        ));
+    }
+    if ckpt.tokenizer != tokenizer.to_bytes() {
+        return bad(format!(
+            "the tokenizer of {} differs from the checkpoint's; use the dataset the run started with",
+            config.data.dataset.display()
+        ));
+    }
+    Ok(())
+}
