@@ -210,9 +210,19 @@ impl Config {
         toml::to_string(self).expect("a Config always serialises to TOML")
     }
 
+    /// The value of `section.key` as TOML text (`4`, `"char"`), empty when it is unset.
+    pub fn value_text(&self, field: &str) -> String {
+        let table = toml::Table::try_from(self).expect("a Config always serialises to TOML");
+        let value = field.split_once('.').and_then(|(section, key)| table.get(section)?.get(key));
+        value.map(ToString::to_string).unwrap_or_default()
+    }
+
     /// Checks every rule that needs no data; `origin` names the config in the message.
     pub fn validate(&self, origin: &str) -> Result<(), TrainError> {
-        let err = |field: &str, rule: String| Err(TrainError::Config(format!("{origin}: {field}: {rule}")));
+        let err = |field: &str, rule: String| {
+            let value = self.value_text(field);
+            Err(TrainError::InvalidValue { origin: origin.into(), field: field.into(), value, rule })
+        };
         let (m, o, t) = (&self.model, &self.optim, &self.train);
         for (field, value) in [
             ("model.n_layer", m.n_layer),
@@ -329,11 +339,7 @@ impl Config {
 /// Sets `section.key` in the table to the value parsed as TOML (a bare word that is not
 /// valid TOML is taken as a string, so `--set data.dataset=datasets/x` works).
 fn apply_override(table: &mut toml::Table, item: &str) -> Result<(), TrainError> {
-    let bad = |why: &str| {
-        TrainError::Config(format!(
-            "--set {item}: {why}; expected section.key=value, e.g. --set train.max_iters=50"
-        ))
-    };
+    let bad = |problem| TrainError::OverrideSyntax { item: item.into(), problem };
     let (key, raw) = item.split_once('=').ok_or_else(|| bad("no '='"))?;
     let (section, field) = key.trim().split_once('.').ok_or_else(|| bad("the key has no section"))?;
     let raw = raw.trim();
@@ -341,20 +347,25 @@ fn apply_override(table: &mut toml::Table, item: &str) -> Result<(), TrainError>
         .ok()
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let at = format!("--set {item}");
     let Some(toml::Value::Table(section_table)) = table.get_mut(section) else {
-        return Err(bad(&format!("unknown section [{section}]; sections are model, data, optim, train")));
+        let expected = one_of(["model", "data", "optim", "train"]);
+        return Err(TrainError::UnknownSection { at, section: section.into(), expected });
     };
     // vocab_size is the one optional field: absent from the table when unset.
     let optional = section == "data" && field == "vocab_size";
     if !section_table.contains_key(field) && !optional {
-        let known: Vec<&str> = section_table.keys().map(|k| k.as_str()).collect();
-        return Err(bad(&format!(
-            "unknown field `{field}` in [{section}]; expected one of {}",
-            known.join(", ")
-        )));
+        let expected = one_of(section_table.keys());
+        return Err(TrainError::UnknownField { at, section: section.into(), field: field.into(), expected });
     }
     section_table.insert(field.to_string(), value);
     Ok(())
+}
+
+/// Names as toml's errors list them: one of `a`, `b`, `c`.
+fn one_of(names: impl IntoIterator<Item = impl std::fmt::Display>) -> String {
+    let names: Vec<String> = names.into_iter().map(|name| format!("`{name}`")).collect();
+    format!("one of {}", names.join(", "))
 }
 
 /// Turns toml's error into one sentence: `configs/x.toml: line 12: unknown field
@@ -371,13 +382,18 @@ fn config_error(origin: &str, text: &str, e: &toml::de::Error) -> TrainError {
     let section = text[..line_start].lines().rev().find_map(|l| {
         l.trim().strip_prefix('[').and_then(|s| s.split(']').next()).map(|s| s.trim().to_string())
     });
-    let message = match (line_text.starts_with('['), &section, message.split_once(", expected")) {
-        // An unknown [section] header.
-        (true, _, Some((head, tail))) if head.starts_with("unknown field") => {
-            format!("unknown section {line_text}; expected{tail}")
+    let at = format!("{origin}: line {line}");
+    // toml says "unknown field `name`, expected one of `a`, `b`" of fields and sections alike.
+    let unknown = message.split_once(", expected ").and_then(|(head, expected)| {
+        let name = head.strip_prefix("unknown field `")?.strip_suffix('`')?;
+        Some((name.to_string(), expected.to_string()))
+    });
+    let message = match (line_text.starts_with('['), &section, unknown) {
+        (true, _, Some((section, expected))) => {
+            return TrainError::UnknownSection { at, section, expected };
         }
-        (false, Some(section), Some((head, tail))) if head.starts_with("unknown field") => {
-            format!("{head} in [{section}]; expected{tail}")
+        (false, Some(section), Some((field, expected))) => {
+            return TrainError::UnknownField { at, section: section.clone(), field, expected };
         }
         (false, Some(section), _) => {
             let field = line_text.split('=').next().map(str::trim).unwrap_or(line_text);
@@ -385,5 +401,5 @@ fn config_error(origin: &str, text: &str, e: &toml::de::Error) -> TrainError {
         }
         _ => message,
     };
-    TrainError::Config(format!("{origin}: line {line}: {message}"))
+    TrainError::Config(format!("{at}: {message}"))
 }

@@ -162,10 +162,7 @@ pub fn evaluate_run(
     let default_ckpt =
         || ["best.ckpt", "latest.ckpt"].map(|f| run_dir.join(f)).into_iter().find(|p| p.exists());
     let Some(ckpt_path) = chosen_ckpt.or_else(default_ckpt) else {
-        return Err(TrainError::Message(format!(
-            "{}: holds neither best.ckpt nor latest.ckpt; the run saved no checkpoint to evaluate",
-            run_dir.display()
-        )));
+        return Err(TrainError::NothingToEvaluate { run_dir: run_dir.to_path_buf() });
     };
     let ckpt = Checkpoint::load(&ckpt_path)?;
     check_checkpoint(&ckpt, &ckpt_path, &gpt_config, &config, corpus.tokenizer.as_ref())?;

@@ -30,11 +30,76 @@ pub use start::{fresh_start, Start, TrainState};
 pub use trainer::{accumulate_gradients, run, stop_requested, RunOptions, RunSummary};
 
 /// Everything that stops a run, each with one sentence naming the file, field or step.
+/// The kinds a program may want to tell apart are variants with fields; the sentence is
+/// the one a user reads.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    /// A bad config file, field or override.
+    /// A config field that does not exist; `at` names the file and line, or the override.
+    #[error("{at}: unknown field `{field}` in [{section}]; expected {expected}")]
+    UnknownField { at: String, section: String, field: String, expected: String },
+    /// A config section that does not exist; `at` names the file and line, or the override.
+    #[error("{at}: unknown section [{section}]; expected {expected}")]
+    UnknownSection { at: String, section: String, expected: String },
+    /// A `--set` override that is not `section.key=value`.
+    #[error("--set {item}: {problem}; expected section.key=value, e.g. --set train.max_iters=50")]
+    OverrideSyntax { item: String, problem: &'static str },
+    /// A config value that breaks a rule: `value` is the value as TOML (empty when unset),
+    /// `rule` says what was expected and what was found.
+    #[error("{origin}: {field}: {rule}")]
+    InvalidValue { origin: String, field: String, value: String, rule: String },
+    /// Any other bad config file, field or override (bad TOML, a wrong type, a duplicate
+    /// key, a dataset the config does not describe), already one sentence.
     #[error("{0}")]
     Config(String),
+    /// A `--set` other than `train.max_iters` when resuming.
+    #[error(
+        "--set {item}: only train.max_iters can change when resuming (to extend the run); start a new run to change anything else"
+    )]
+    ResumeOverride { item: String },
+    /// A folder given to `flag` (--resume, --evaluate) that holds no config.toml.
+    #[error(
+        "{path}: not a run folder (it has no config.toml); {flag} takes a folder that train wrote, runs/NAME"
+    )]
+    NotARunFolder { path: PathBuf, flag: &'static str },
+    /// `--resume` of a run that saved no latest.ckpt (`path`) yet.
+    #[error("{path}: not found; the run saved no checkpoint yet, so there is nothing to resume")]
+    NothingToResume { path: PathBuf },
+    /// `--resume` of a run already at its `train.max_iters`.
+    #[error(
+        "{run_dir} is already at step {step} of train.max_iters = {max_iters}; to train on, extend it: --resume {run_dir} --set train.max_iters=N with N > {step}"
+    )]
+    RunComplete { run_dir: PathBuf, step: u64, max_iters: u64 },
+    /// A corrupted latest.ckpt beside an intact best.ckpt, which could continue the run.
+    #[error(
+        "{error}; best.ckpt (step {best_step}) is intact: to continue from it, copy it over latest.ckpt"
+    )]
+    LatestCorrupted { error: model::checkpoint::CheckpointError, best_step: u64 },
+    /// `--evaluate` of a run that saved no checkpoint.
+    #[error("{run_dir}: holds neither best.ckpt nor latest.ckpt; the run saved no checkpoint to evaluate")]
+    NothingToEvaluate { run_dir: PathBuf },
+    /// A checkpoint of another model than the config describes; `detail` names the fields
+    /// that differ.
+    #[error(
+        "{path}: the checkpoint is of another model ({detail}); use the run folder's own config.toml and dataset"
+    )]
+    ModelMismatch { path: PathBuf, detail: String },
+    /// A checkpoint whose tokenizer is not the one of the config's dataset.
+    #[error("{path}: the tokenizer of {dataset} differs from the checkpoint's; use the dataset the run started with")]
+    TokenizerMismatch { path: PathBuf, dataset: PathBuf },
+    /// A checkpoint that cannot continue a run: no optimizer state, or one of another
+    /// model, or an unreadable trainer state.
+    #[error("{path}: {detail}")]
+    NotResumable { path: PathBuf, detail: String },
+    /// A parameter without a gradient at the first step.
+    #[error("step 0: {detail}; a layer is probably not connected to the loss")]
+    Disconnected { detail: String },
+    /// A NaN or infinity in the loss or the gradient norm at `step`; `parameter` is the
+    /// first with a non-finite gradient. Nothing was saved.
+    #[error(
+        "step {step}: loss {loss}, gradient norm {grad_norm}; {}. Stopped without saving: the last good checkpoint in {run_dir} is untouched. Try a lower optim.learning_rate or a grad_clip",
+        culprit(.parameter)
+    )]
+    NonFinite { step: u64, loss: f64, grad_norm: f64, parameter: Option<String>, run_dir: PathBuf },
     #[error("{path}: {error}")]
     Io { path: PathBuf, error: std::io::Error },
     #[error(transparent)]
@@ -43,10 +108,12 @@ pub enum TrainError {
     Checkpoint(#[from] model::checkpoint::CheckpointError),
     #[error(transparent)]
     Plot(#[from] plot::PlotError),
-    /// A NaN or infinity in the loss or the gradients.
-    #[error("{0}")]
-    NonFinite(String),
-    /// Anything else, already one sentence.
-    #[error("{0}")]
-    Message(String),
+}
+
+/// The part of [`TrainError::NonFinite`]'s sentence that names the parameter.
+fn culprit(parameter: &Option<String>) -> String {
+    match parameter {
+        Some(name) => format!("the first parameter with a non-finite gradient is {name}"),
+        None => "every gradient is finite".into(),
+    }
 }

@@ -97,12 +97,7 @@ pub(crate) fn start(start: &Start, verbose: bool) -> Result<Started, TrainError>
             step = ckpt.step;
             if step >= max_iters {
                 // Nothing to run: refuse before anything in the folder is rewritten.
-                return Err(TrainError::Config(format!(
-                    "{} is already at step {step} of train.max_iters = {max_iters}; to train on, extend it: \
-                     --resume {} --set train.max_iters=N with N > {step}",
-                    run_dir.display(),
-                    run_dir.display()
-                )));
+                return Err(TrainError::RunComplete { run_dir: run_dir.clone(), step, max_iters });
             }
             if !overrides.is_empty() {
                 // The run folder's config stays the resolved one: max_iters as extended.
@@ -134,20 +129,14 @@ pub(crate) fn start(start: &Start, verbose: bool) -> Result<Started, TrainError>
 fn read_resume(run_dir: &Path, overrides: &[String]) -> Result<(Config, String, Checkpoint), TrainError> {
     for o in overrides {
         if !o.trim_start().starts_with("train.max_iters") {
-            return Err(TrainError::Config(format!(
-                "--set {o}: only train.max_iters can change when resuming (to extend the run); \
-                 start a new run to change anything else"
-            )));
+            return Err(TrainError::ResumeOverride { item: o.clone() });
         }
     }
     let path = run_folder_config(run_dir, "--resume")?;
     let config = Config::load(&path, overrides)?;
     let ckpt_path = run_dir.join("latest.ckpt");
     if !ckpt_path.exists() {
-        return Err(TrainError::Message(format!(
-            "{}: not found; the run saved no checkpoint yet, so there is nothing to resume",
-            ckpt_path.display()
-        )));
+        return Err(TrainError::NothingToResume { path: ckpt_path });
     }
     let ckpt = Checkpoint::load(&ckpt_path).map_err(|e| {
         // Resume reads latest.ckpt only; say so when the run's other checkpoint is sound.
@@ -155,10 +144,7 @@ fn read_resume(run_dir: &Path, overrides: &[String]) -> Result<(Config, String, 
             .then(|| Checkpoint::load(&run_dir.join("best.ckpt")).ok())
             .flatten();
         match best {
-            Some(best) => TrainError::Message(format!(
-                "{e}; best.ckpt (step {}) is intact: to continue from it, copy it over latest.ckpt",
-                best.step
-            )),
+            Some(best) => TrainError::LatestCorrupted { error: e, best_step: best.step },
             None => e.into(),
         }
     })?;
@@ -174,7 +160,7 @@ fn restore(
     opt: &mut AdamW,
     sampler: &mut BatchSampler,
 ) -> Result<TrainState, TrainError> {
-    let bad = |why: String| TrainError::Message(format!("{}: {why}", ckpt_path.display()));
+    let bad = |detail: String| TrainError::NotResumable { path: ckpt_path.to_path_buf(), detail };
     ckpt.load_into(gpt)?;
     let opt_state = ckpt.optimizer.as_ref().ok_or_else(|| bad("holds no optimizer state".into()))?;
     opt.restore(opt_state).map_err(bad)?;
@@ -189,9 +175,12 @@ fn check_sample_prompt(config: &Config, corpus: &Corpus, origin: &str) -> Result
     let t = &config.train;
     if t.sample_tokens > 0 && !t.sample_prompt.is_empty() {
         if let Err(e) = corpus.tokenizer.encode(&t.sample_prompt) {
-            return Err(TrainError::Config(format!(
-                "{origin}: train.sample_prompt: {e}; use text the dataset's tokenizer knows, or \"\" to start from a newline"
-            )));
+            return Err(TrainError::InvalidValue {
+                origin: origin.into(),
+                field: "train.sample_prompt".into(),
+                value: config.value_text("train.sample_prompt"),
+                rule: format!("{e}; use text the dataset's tokenizer knows, or \"\" to start from a newline"),
+            });
         }
     }
     Ok(())
@@ -263,13 +252,10 @@ fn use_threads(config: &Config, origin: &str) -> Result<(), TrainError> {
 }
 
 /// The config.toml of a run folder given to `flag` (--resume, --evaluate), or why it is not one.
-pub(crate) fn run_folder_config(run_dir: &Path, flag: &str) -> Result<PathBuf, TrainError> {
+pub(crate) fn run_folder_config(run_dir: &Path, flag: &'static str) -> Result<PathBuf, TrainError> {
     let path = run_dir.join("config.toml");
     if !path.is_file() {
-        return Err(TrainError::Message(format!(
-            "{}: not a run folder (it has no config.toml); {flag} takes a folder that train wrote, runs/NAME",
-            run_dir.display()
-        )));
+        return Err(TrainError::NotARunFolder { path: run_dir.to_path_buf(), flag });
     }
     Ok(path)
 }
@@ -283,7 +269,6 @@ pub(crate) fn check_checkpoint(
     config: &Config,
     tokenizer: &dyn Tokenizer,
 ) -> Result<(), TrainError> {
-    let bad = |why: String| Err(TrainError::Message(format!("{}: {why}", ckpt_path.display())));
     let (a, b) = (&ckpt.model, gpt_config);
     if a != b {
         let fields = [
@@ -303,15 +288,13 @@ pub(crate) fn check_checkpoint(
             })
             .collect();
         let detail = if differ.is_empty() { format!("{a:?} against {b:?}") } else { differ.join("; ") };
-        return bad(format!(
-            "the checkpoint is of another model ({detail}); use the run folder's own config.toml and dataset"
-        ));
+        return Err(TrainError::ModelMismatch { path: ckpt_path.to_path_buf(), detail });
     }
     if ckpt.tokenizer != tokenizer.to_bytes() {
-        return bad(format!(
-            "the tokenizer of {} differs from the checkpoint's; use the dataset the run started with",
-            config.data.dataset.display()
-        ));
+        return Err(TrainError::TokenizerMismatch {
+            path: ckpt_path.to_path_buf(),
+            dataset: config.data.dataset.clone(),
+        });
     }
     Ok(())
 }

@@ -91,6 +91,8 @@ fn install_ctrl_c() {
 pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
     let mut run = Run::start(opts)?;
     while run.step < run.config.train.max_iters {
+        // An evaluation step's metrics row holds its losses, so it is evaluated before it
+        // is logged.
         let done = run.step()?;
         let evaluation = run.evaluate()?;
         run.log(&done, evaluation.as_ref())?;
@@ -244,19 +246,15 @@ impl Run {
             }
             (loss, norm, connected)
         });
-        connected.map_err(|e| {
-            TrainError::Message(format!("step 0: {e}; a layer is probably not connected to the loss"))
-        })?;
+        connected.map_err(|detail| TrainError::Disconnected { detail })?;
         if !loss.is_finite() || !norm.is_finite() {
-            let culprit = first_non_finite(&self.gpt.tape, &self.grads)
-                .map(|name| format!("the first parameter with a non-finite gradient is {name}"))
-                .unwrap_or_else(|| "every gradient is finite".into());
-            return Err(TrainError::NonFinite(format!(
-                "step {}: loss {loss}, gradient norm {norm}; {culprit}. Stopped without saving: the last good \
-                 checkpoint in {} is untouched. Try a lower optim.learning_rate or a grad_clip",
-                step + 1,
-                self.run_dir.display()
-            )));
+            return Err(TrainError::NonFinite {
+                step: step + 1,
+                loss,
+                grad_norm: norm,
+                parameter: first_non_finite(&self.gpt.tape, &self.grads),
+                run_dir: self.run_dir.clone(),
+            });
         }
         self.step += 1;
         self.state.tokens_seen += tokens_per_step(&self.config);
