@@ -2,7 +2,7 @@
 //! opened (prepared first if need be), then the model, AdamW, the batch sampler and the
 //! trainer's state, either new or as `latest.ckpt` left them, and the run folder.
 //! Everything is checked before anything is written. `train --evaluate` shares the opening
-//! half: [`open_run`], [`run_folder_config`] and [`check_checkpoint`].
+//! half: `open_run`, `run_folder_config` and `check_checkpoint`.
 
 use std::path::{Path, PathBuf};
 
