@@ -7,8 +7,8 @@ package).
 
 The definitions are those of crates/ngram/src/counts.rs (Chen & Goodman 1998): the top
 order uses raw counts, lower orders continuation counts N1+(. h w); three discounts per
-order and kind of count from its count-of-counts, clamped to 0 <= Dr <= r (0.5, 1, 1.5
-when some count-of-counts is zero); uniform 1/|V| below the unigrams, V the characters of
+order and kind of count from its count-of-counts (0.5, 1, 1.5 when some count-of-counts
+is zero or some Dr is outside (0, r]); uniform 1/|V| below the unigrams, V the characters of
 the whole text. The split is prepare's: the first floor(0.9 * characters) characters
 train, the rest val. Each val character is predicted from the val characters before it.
 """
@@ -28,7 +28,9 @@ def discounts(counts):
     n1, n2, n3, n4 = n
     y = n1 / (n1 + 2 * n2)
     d = (1 - 2 * y * n2 / n1, 2 - 3 * y * n3 / n2, 3 - 4 * y * n4 / n3)
-    return tuple(min(max(x, 0.0), float(r)) for x, r in zip(d, (1, 2, 3)))
+    if all(0 < x <= r for x, r in zip(d, (1, 2, 3))):
+        return d
+    return (0.5, 1.0, 1.5)
 
 
 def contexts(counts):

@@ -20,8 +20,9 @@
 //! Y = n1 / (n1 + 2 n2),  D1 = 1 − 2Y n2/n1,  D2 = 2 − 3Y n3/n2,  D3+ = 3 − 4Y n4/n3
 //! ```
 //!
-//! clamped to 0 ≤ Dr ≤ r (so no discounted count goes below zero and the probabilities
-//! still sum to one); when some nr is zero (a tiny corpus) the discounts are 0.5, 1, 1.5.
+//! When some nr is zero (a tiny corpus) or some Dr falls outside (0, r] (a discount of 0
+//! would leave no probability for unseen tokens; one above r, a negative count), the
+//! order's discounts are 0.5, 1, 1.5 instead, as KenLM's `--discount_fallback` does.
 //!
 //! **Memory.** For each order k there are four hash maps: raw counts and continuation
 //! counts (one entry per distinct k-gram), and their context statistics (one entry per
@@ -46,15 +47,24 @@ pub struct ContextStats {
 pub struct Discounts(pub [f64; 3]);
 
 impl Discounts {
-    /// Chen & Goodman's estimate from the number of n-grams seen 1, 2, 3 and 4 times.
+    /// Used when the counts cannot estimate them (KenLM's `--discount_fallback`).
+    pub const FALLBACK: Discounts = Discounts([0.5, 1.0, 1.5]);
+
+    /// Chen & Goodman's estimate from the number of n-grams seen 1, 2, 3 and 4 times, or
+    /// [`Discounts::FALLBACK`] when one of those is zero or a discount Dr is outside (0, r].
     pub fn estimate(count_of_counts: [u64; 4]) -> Discounts {
         let [n1, n2, n3, n4] = count_of_counts.map(|n| n as f64);
         if count_of_counts.contains(&0) {
-            return Discounts([0.5, 1.0, 1.5]);
+            return Discounts::FALLBACK;
         }
         let y = n1 / (n1 + 2.0 * n2);
         let d = [1.0 - 2.0 * y * n2 / n1, 2.0 - 3.0 * y * n3 / n2, 3.0 - 4.0 * y * n4 / n3];
-        Discounts([d[0].clamp(0.0, 1.0), d[1].clamp(0.0, 2.0), d[2].clamp(0.0, 3.0)])
+        let in_range = d.iter().zip([1.0, 2.0, 3.0]).all(|(&d, r)| d > 0.0 && d <= r);
+        if in_range {
+            Discounts(d)
+        } else {
+            Discounts::FALLBACK
+        }
     }
 
     /// The discount of a count (zero for a count of zero).

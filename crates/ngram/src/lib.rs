@@ -21,7 +21,7 @@ mod use_counts;
 pub use corpus::{split_words, Corpus, Level, Source, Split, Vocab};
 pub use counts::{ContextStats, Discounts, NgramCounts};
 pub use ladder::{checkpoint_score, format_ladder, LadderRow};
-pub use use_counts::{format_next_table, generate, next_table, score, Score};
+pub use use_counts::{followers, format_next_table, generate, next_table, score, Score};
 
 use std::path::PathBuf;
 
