@@ -6,6 +6,7 @@ use std::process::Command;
 
 use ngram::{score, split_words, Corpus, Level, NgramCounts, Source, Split};
 
+/// ASCII, so its character and byte offsets agree.
 const TEXT: &str = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n\
 First Citizen:\nYou are all resolved rather to die than to famish?\n\nAll:\nResolved. resolved.\n";
 
@@ -38,8 +39,8 @@ fn a_text_splits_as_prepare_splits_it() {
     let bytes = |ids: &[u32]| ids.iter().flat_map(|&t| corpus.vocab().bytes(t).to_vec()).collect::<Vec<u8>>();
     let (train, val) = (tokens(&corpus, Split::Train), tokens(&corpus, Split::Val));
     let split = (TEXT.chars().count() as f64 * 0.9).floor() as usize;
-    assert_eq!(bytes(&train), TEXT[..split].as_bytes());
-    assert_eq!(bytes(&val), TEXT[split..].as_bytes());
+    assert_eq!(bytes(&train), &TEXT.as_bytes()[..split]);
+    assert_eq!(bytes(&val), &TEXT.as_bytes()[split..]);
 
     // The same text prepared as a char-level dataset: the same tokens, the same scores.
     let out = dir.path().join("dataset");
@@ -56,7 +57,7 @@ fn a_text_splits_as_prepare_splits_it() {
     let prepared = Corpus::open(Source::Dataset { dir: out }, Level::Token).unwrap();
     let prepared_bytes =
         |ids: &[u32]| ids.iter().flat_map(|&t| prepared.vocab().bytes(t).to_vec()).collect::<Vec<u8>>();
-    assert_eq!(prepared_bytes(&tokens(&prepared, Split::Val)), TEXT[split..].as_bytes());
+    assert_eq!(prepared_bytes(&tokens(&prepared, Split::Val)), &TEXT.as_bytes()[split..]);
     let scores_of = |corpus: &Corpus| {
         let mut counts = NgramCounts::new(3, corpus.vocab().len());
         corpus.for_each_token(Split::Train, &mut |t| counts.push(t)).unwrap();
