@@ -11,7 +11,8 @@
 //! counts every n-gram of the train split for n = 1..N; [`NgramCounts::kn_prob`] is the
 //! interpolated, modified Kneser-Ney probability that [`score`] uses for bits per byte;
 //! [`generate`] and [`next_table`] read the raw counts (the essay's maximum-likelihood
-//! probabilities); [`ladder`] puts the n-gram scores beside trained checkpoints.
+//! probabilities); [`checkpoint_score`] and [`format_ladder`] put the n-gram scores beside
+//! trained checkpoints.
 
 mod corpus;
 mod counts;
