@@ -12,10 +12,11 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use fsio::AtomicFile;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::fxhash::FxHashMap;
-use crate::shard::{PendingFile, TokenWriter};
+use crate::shard::TokenWriter;
 use crate::text::read_text_chunks;
 use crate::tokenizer::bpe::{BpeTokenizer, MIN_BPE_VOCAB};
 use crate::tokenizer::char::CharTokenizer;
@@ -114,8 +115,10 @@ pub fn prepare_with(
     let vocab_size = tokenizer.vocab_size();
 
     std::fs::create_dir_all(out).map_err(|e| DataError::io(out, e))?;
-    let tokenizer_file = PendingFile::new(&out.join("tokenizer.bin"));
-    write_synced(tokenizer_file.tmp(), &tokenizer.to_bytes())?;
+    let tokenizer_path = out.join("tokenizer.bin");
+    let tokenizer_file = AtomicFile::create(&tokenizer_path)
+        .and_then(|mut file| file.write_all(&tokenizer.to_bytes()).and_then(|()| file.sync()).map(|()| file))
+        .map_err(|e| DataError::io(&tokenizer_path, e))?;
     let mut train = TokenWriter::create(&out.join("train.bin"), vocab_size)?;
     let mut val = TokenWriter::create(&out.join("val.bin"), vocab_size)?;
     let text_bytes = encode_split(opts, &built, split, total_bytes, &mut train, &mut val)?;
@@ -131,9 +134,10 @@ pub fn prepare_with(
     }
     let train = train.finish_pending()?;
     let val = val.finish_pending()?;
-    train.commit()?;
-    val.commit()?;
-    tokenizer_file.commit()?;
+    for file in [train, val, tokenizer_file] {
+        let path = file.path().to_path_buf();
+        file.commit().map_err(|e| DataError::io(&path, e))?;
+    }
     Ok(PrepareSummary {
         vocab_size,
         train_tokens,
@@ -158,11 +162,6 @@ fn check_inputs(inputs: &[PathBuf]) -> Result<u64, DataError> {
         }
     }
     Ok(total_bytes)
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
-    let mut file = std::fs::File::create(path).map_err(|e| DataError::io(path, e))?;
-    file.write_all(bytes).and_then(|_| file.sync_all()).map_err(|e| DataError::io(path, e))
 }
 
 /// The second pass: encodes the first `split` characters into `train` and the rest into

@@ -77,7 +77,7 @@ pub fn load_tokenizer(path: &Path) -> Result<Box<dyn Tokenizer>, DataError> {
     tokenizer_from_bytes(&bytes).map_err(|e| DataError::Message(format!("{}: {e}", path.display())))
 }
 
-/// Writes `tokenizer.to_bytes()` to `path` through a temporary file and a rename.
+/// Writes `tokenizer.to_bytes()` to `path` atomically (`fsio`'s temporary file, sync, rename).
 pub fn save_tokenizer(tokenizer: &dyn Tokenizer, path: &Path) -> Result<(), DataError> {
-    crate::shard::write_atomically(path, &tokenizer.to_bytes())
+    fsio::write_atomic(path, &tokenizer.to_bytes()).map_err(|e| DataError::io(path, e))
 }
