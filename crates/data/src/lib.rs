@@ -1,10 +1,11 @@
 //! Quill's data crate: tokenizers (char-level, our own byte-level BPE, GPT-2's BPE),
-//! the token-file format, `prepare` (text in, tokenizer and token files out), and the
-//! memory-mapped corpus with its seeded batch sampler.
+//! the token-file format, the dataset folder ([`Dataset`]: tokenizer and splits),
+//! `prepare` (text in, dataset folder out), and the seeded batch sampler.
 //!
 //! Each piece lives in its own module and is re-exported here, so users write
 //! `data::TokenFile`, `data::BatchSampler`, `data::prepare`, ...
 
+mod dataset;
 mod fxhash;
 mod prepare;
 mod sampler;
@@ -14,6 +15,7 @@ mod tokenizer;
 
 use std::path::PathBuf;
 
+pub use dataset::{Dataset, DatasetState, DATASET_FILES, TOKENIZER_FILE, TRAIN_FILE, VAL_FILE};
 pub use prepare::{prepare, prepare_with, PrepareOptions, PrepareSummary, DEFAULT_GPT2_DIR};
 pub use sampler::{read_windows, sequential_batch_count, sequential_batches, BatchSampler, SamplerState};
 pub use shard::{write_token_file, TokenFile, TokenWriter, TOKEN_FILE_HEADER_LEN, TOKEN_FILE_VERSION};

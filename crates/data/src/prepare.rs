@@ -23,14 +23,11 @@ use crate::tokenizer::char::CharTokenizer;
 use crate::tokenizer::gpt2::Gpt2Tokenizer;
 use crate::tokenizer::merges::CachedEncoder;
 use crate::tokenizer::pretokenize::{Piece, PieceStream};
-use crate::{DataError, Tokenizer};
+use crate::{DataError, Dataset, Tokenizer};
 
 /// Where `prepare` looks for GPT-2's `encoder.json` and `vocab.bpe` unless told otherwise
 /// (relative to the current directory: the repository root).
 pub const DEFAULT_GPT2_DIR: &str = "datasets/gpt2-tokenizer";
-
-/// The files `prepare` writes into its output folder.
-const OUTPUTS: [&str; 3] = ["tokenizer.bin", "train.bin", "val.bin"];
 
 /// What `prepare` is asked to do.
 #[derive(Clone, Debug)]
@@ -80,7 +77,7 @@ pub fn prepare_with(
     check_options(opts)?;
     let out = &opts.out_dir;
     if !force {
-        if let Some(existing) = OUTPUTS.iter().map(|name| out.join(name)).find(|p| p.exists()) {
+        if let Some(existing) = Dataset::files(out).into_iter().find(|p| p.exists()) {
             return fail(format!(
                 "{}: already exists; pass --force to overwrite the prepared corpus in {}, or choose another --out",
                 existing.display(),
@@ -115,12 +112,12 @@ pub fn prepare_with(
     let vocab_size = tokenizer.vocab_size();
 
     std::fs::create_dir_all(out).map_err(|e| DataError::io(out, e))?;
-    let tokenizer_path = out.join("tokenizer.bin");
+    let [tokenizer_path, train_path, val_path] = Dataset::files(out);
     let tokenizer_file = AtomicFile::create(&tokenizer_path)
         .and_then(|mut file| file.write_all(&tokenizer.to_bytes()).and_then(|()| file.sync()).map(|()| file))
         .map_err(|e| DataError::io(&tokenizer_path, e))?;
-    let mut train = TokenWriter::create(&out.join("train.bin"), vocab_size)?;
-    let mut val = TokenWriter::create(&out.join("val.bin"), vocab_size)?;
+    let mut train = TokenWriter::create(&train_path, vocab_size)?;
+    let mut val = TokenWriter::create(&val_path, vocab_size)?;
     let text_bytes = encode_split(opts, &built, split, total_bytes, &mut train, &mut val)?;
 
     let (train_tokens, val_tokens) = (train.len() as usize, val.len() as usize);
