@@ -78,11 +78,7 @@ pub fn prepare_with(
     let out = &opts.out_dir;
     if !force {
         if let Some(existing) = Dataset::files(out).into_iter().find(|p| p.exists()) {
-            return fail(format!(
-                "{}: already exists; pass --force to overwrite the prepared corpus in {}, or choose another --out",
-                existing.display(),
-                out.display()
-            ));
+            return Err(DataError::AlreadyPrepared { path: existing, out_dir: out.clone() });
         }
     }
     let total_bytes = check_inputs(&opts.inputs)?;
@@ -150,12 +146,7 @@ fn check_inputs(inputs: &[PathBuf]) -> Result<u64, DataError> {
         match std::fs::metadata(input) {
             Ok(m) if m.is_file() => total_bytes += m.len(),
             Ok(_) => return fail(format!("{}: is not a file; --input takes text files", input.display())),
-            Err(e) => {
-                return fail(format!(
-                    "{}: cannot read the input ({e}); check the path given to --input",
-                    input.display()
-                ))
-            }
+            Err(error) => return Err(DataError::UnreadableInput { path: input.clone(), error }),
         }
     }
     Ok(total_bytes)

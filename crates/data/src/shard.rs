@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use fsio::AtomicFile;
 use memmap2::Mmap;
 
-use crate::DataError;
+use crate::{DataError, PREPARE_HINT};
 
 const MAGIC: &[u8; 8] = b"QUILLTOK";
 /// The token-file version this build writes and reads.
@@ -37,8 +37,6 @@ fn width_for(vocab_size: usize) -> usize {
     }
 }
 
-const PREPARE_HINT: &str = "run prepare again: prepare --input ... --out ...";
-
 /// A memory-mapped token file (`train.bin` / `val.bin`): header checked, tokens read in place.
 pub struct TokenFile {
     path: PathBuf,
@@ -52,16 +50,9 @@ impl TokenFile {
     /// Opens and validates a token file: magic, version, width, vocab size, and the token
     /// count against the file length.
     pub fn open(path: &Path) -> Result<TokenFile, DataError> {
-        let shown = path.display();
-        let fail = |msg: String| Err(DataError::Message(format!("{shown}: {msg}")));
-        let file = match File::open(path) {
-            Ok(f) => f,
-            Err(e) => {
-                return fail(format!(
-                    "cannot open the token file ({e}); run prepare first: prepare --input ... --out ..."
-                ))
-            }
-        };
+        let fail = |detail: String| Err(DataError::BadTokenFile { path: path.to_path_buf(), detail });
+        let file = File::open(path)
+            .map_err(|error| DataError::MissingTokenFile { path: path.to_path_buf(), error })?;
         // SAFETY: the map is read-only and Quill never writes a token file in place (new
         // files are renamed over old ones, which leaves this mapping's inode untouched).
         // Another program truncating the file while it is mapped could still fault.
@@ -152,11 +143,11 @@ impl TokenFile {
     /// Checks that this file was made with a tokenizer of `tokenizer_vocab` tokens.
     pub fn check_vocab(&self, tokenizer_vocab: usize) -> Result<(), DataError> {
         if self.vocab_size != tokenizer_vocab {
-            return Err(DataError::Message(format!(
-                "{}: made for a vocabulary of {} tokens, but the tokenizer has {tokenizer_vocab}; the corpus and tokenizer do not belong together; {PREPARE_HINT}",
-                self.path.display(),
-                self.vocab_size
-            )));
+            return Err(DataError::VocabMismatch {
+                path: self.path.clone(),
+                file_vocab: self.vocab_size,
+                tokenizer_vocab,
+            });
         }
         Ok(())
     }

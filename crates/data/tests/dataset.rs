@@ -1,7 +1,7 @@
 //! The dataset folder: which files a folder holds, and opening one whose parts belong
 //! together.
 
-use data::{prepare, Dataset, DatasetState, PrepareOptions, DATASET_FILES};
+use data::{prepare, DataError, Dataset, DatasetState, PrepareOptions, DATASET_FILES};
 
 fn prepared(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
     let input = dir.join(format!("{name}.txt"));
@@ -47,6 +47,14 @@ fn splits_of_another_vocabulary_are_refused() {
     let a = prepared(dir.path(), "a", &"hello world\n".repeat(20));
     let b = prepared(dir.path(), "b", &"abc\n".repeat(20));
     std::fs::copy(b.join("train.bin"), a.join("train.bin")).expect("copy");
-    let err = Dataset::open(&a).err().expect("mixed folder").to_string();
+    let err = Dataset::open(&a).err().expect("mixed folder");
+    assert!(
+        matches!(&err, DataError::VocabMismatch { path, file_vocab: 4, tokenizer_vocab: 9 } if *path == a.join("train.bin")),
+        "{err:?}"
+    );
+    let err = err.to_string();
     assert!(err.contains("train.bin") && err.contains("do not belong together"), "{err}");
+    std::fs::remove_file(a.join("tokenizer.bin")).expect("remove tokenizer.bin");
+    let err = Dataset::open(&a).err().expect("no tokenizer");
+    assert!(matches!(err, DataError::MissingTokenizer { .. }), "{err:?}");
 }

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use bincode::Options;
 use serde::{Deserialize, Serialize};
 
-use crate::{Gpt, GptConfig};
+use crate::{Gpt, GptConfig, ModelError};
 
 /// The first eight bytes of every checkpoint.
 pub const MAGIC: &[u8; 8] = b"QUILLCKP";
@@ -41,8 +41,12 @@ pub const HEADER_LEN: usize = 8 + 4 + 8 + 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("{0}")]
-    Invalid(String),
+    /// The checkpoint could not be encoded for writing to `path`.
+    #[error("{path}: {detail}")]
+    Encode { path: PathBuf, detail: String },
+    /// The checkpoint's model config cannot be built.
+    #[error("checkpoint model config: {0}")]
+    InvalidModel(ModelError),
     #[error("{path}: {error}")]
     Io { path: PathBuf, error: std::io::Error },
     #[error("{path}: not a Quill checkpoint (it does not start with \"QUILLCKP\"); pass a .ckpt file written by train")]
@@ -118,8 +122,9 @@ impl Checkpoint {
         let Some((&first, rest)) = paths.split_first() else {
             return Ok(());
         };
-        let bytes =
-            self.to_bytes().map_err(|e| CheckpointError::Invalid(format!("{}: {e}", first.display())))?;
+        let bytes = self
+            .to_bytes()
+            .map_err(|e| CheckpointError::Encode { path: first.to_path_buf(), detail: e.to_string() })?;
         fsio::write_atomic(first, &bytes).map_err(io_error(first))?;
         for &path in rest {
             if fsio::link_atomic(first, path).is_err() {
@@ -251,9 +256,7 @@ impl Checkpoint {
 
     /// A model with this checkpoint's weights; errors name a missing or misshapen parameter.
     pub fn to_model(&self) -> Result<Gpt, CheckpointError> {
-        self.model
-            .validate()
-            .map_err(|e| CheckpointError::Invalid(format!("checkpoint model config: {e}")))?;
+        self.model.validate().map_err(CheckpointError::InvalidModel)?;
         let mut gpt = Gpt::zeroed(self.model.clone());
         self.load_into(&mut gpt)?;
         Ok(gpt)
