@@ -1,10 +1,11 @@
 //! Quill's data crate: tokenizers (char-level, our own byte-level BPE, GPT-2's BPE),
-//! the token-file format, `prepare` (text in, tokenizer and token files out), and the
-//! memory-mapped corpus with its seeded batch sampler.
+//! the token-file format, the dataset folder ([`Dataset`]: tokenizer and splits),
+//! `prepare` (text in, dataset folder out), and the seeded batch sampler.
 //!
 //! Each piece lives in its own module and is re-exported here, so users write
 //! `data::TokenFile`, `data::BatchSampler`, `data::prepare`, ...
 
+mod dataset;
 mod fxhash;
 mod prepare;
 mod sampler;
@@ -14,6 +15,7 @@ mod tokenizer;
 
 use std::path::PathBuf;
 
+pub use dataset::{Dataset, DatasetState, DATASET_FILES, TOKENIZER_FILE, TRAIN_FILE, VAL_FILE};
 pub use prepare::{prepare, prepare_with, PrepareOptions, PrepareSummary, DEFAULT_GPT2_DIR};
 pub use sampler::{read_windows, sequential_batch_count, sequential_batches, BatchSampler, SamplerState};
 pub use shard::{write_token_file, TokenFile, TokenWriter, TOKEN_FILE_HEADER_LEN, TOKEN_FILE_VERSION};
@@ -23,8 +25,12 @@ pub use tokenizer::gpt2::{Gpt2Tokenizer, END_OF_TEXT};
 pub use tokenizer::pretokenize::pretokenize;
 pub use tokenizer::{load_tokenizer, save_tokenizer, tokenizer_from_bytes};
 
+/// The fix for a damaged or mismatched dataset file.
+pub(crate) const PREPARE_HINT: &str = "run prepare again: prepare --input ... --out ...";
+
 /// Everything that can go wrong with files and text from the outside world. Each message
-/// names the file, what was expected, what was found, and how to fix it.
+/// names the file, what was expected, what was found, and how to fix it. The kinds a
+/// program may act on have their own variants; the rest are one sentence.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// A complete, user-facing sentence.
@@ -33,6 +39,63 @@ pub enum DataError {
     /// An operating-system error on a file.
     #[error("{path}: {error}")]
     Io { path: PathBuf, error: std::io::Error },
+    /// An input text file cannot be read.
+    #[error("{path}: cannot read the input ({error}); check the path given to --input")]
+    UnreadableInput { path: PathBuf, error: std::io::Error },
+    /// An input text file is not UTF-8 at byte `offset`.
+    #[error(
+        "{path}: invalid UTF-8 at byte {offset}; convert the file to UTF-8, or pass --lossy to replace bad bytes with U+FFFD"
+    )]
+    InvalidUtf8 { path: PathBuf, offset: u64 },
+    /// `prepare` would overwrite `path`, a file of the dataset in `out_dir`.
+    #[error(
+        "{path}: already exists; pass --force to overwrite the prepared corpus in {out_dir}, or choose another --out"
+    )]
+    AlreadyPrepared { path: PathBuf, out_dir: PathBuf },
+    /// Text with characters a char-level tokenizer does not know (`chars`, in order of
+    /// appearance); it knows `known` characters.
+    #[error(
+        "the text has characters the tokenizer does not know: {} (this char-level tokenizer knows only the {known} characters of its training text)",
+        char_list(chars)
+    )]
+    UnknownCharacters { chars: Vec<char>, known: usize },
+    /// A tokenizer file that cannot be opened (most often: not prepared yet).
+    #[error(
+        "{}: cannot read the tokenizer ({error}); run prepare first: prepare --input ... --out {}",
+        path.display(),
+        path.parent().map_or(".".into(), |p| p.display().to_string())
+    )]
+    MissingTokenizer { path: PathBuf, error: std::io::Error },
+    /// Tokenizer bytes (of a file at `path`, or embedded in a checkpoint) that are not a
+    /// tokenizer this build reads; `detail` says why and what to do.
+    #[error("{}{detail}", path.as_ref().map_or(String::new(), |p| format!("{}: ", p.display())))]
+    BadTokenizer { path: Option<PathBuf>, detail: String },
+    /// A token file that cannot be opened (most often: not prepared yet).
+    #[error(
+        "{path}: cannot open the token file ({error}); run prepare first: prepare --input ... --out ..."
+    )]
+    MissingTokenFile { path: PathBuf, error: std::io::Error },
+    /// A token file whose header or length is wrong; `detail` says how.
+    #[error("{path}: {detail}")]
+    BadTokenFile { path: PathBuf, detail: String },
+    /// A token file made for another vocabulary than its tokenizer's.
+    #[error(
+        "{path}: made for a vocabulary of {file_vocab} tokens, but the tokenizer has {tokenizer_vocab}; the corpus and tokenizer do not belong together; {PREPARE_HINT}"
+    )]
+    VocabMismatch { path: PathBuf, file_vocab: usize, tokenizer_vocab: usize },
+    /// A split too short for one window of `need` = block_size + 1 tokens.
+    #[error("{path}: {tokens} tokens, need at least block_size + 1 = {need}; lower block_size or add text")]
+    TooFewTokens { path: PathBuf, tokens: usize, need: usize },
+}
+
+/// Up to ten characters, quoted and escaped, then how many more.
+fn char_list(chars: &[char]) -> String {
+    const SHOWN: usize = 10;
+    let mut list: Vec<String> = chars.iter().take(SHOWN).map(|c| format!("'{}'", c.escape_debug())).collect();
+    if chars.len() > SHOWN {
+        list.push(format!("and {} more", chars.len() - SHOWN));
+    }
+    list.join(", ")
 }
 
 impl DataError {

@@ -12,24 +12,22 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use fsio::AtomicFile;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::fxhash::FxHashMap;
-use crate::shard::{PendingFile, TokenWriter};
+use crate::shard::TokenWriter;
 use crate::text::read_text_chunks;
 use crate::tokenizer::bpe::{BpeTokenizer, MIN_BPE_VOCAB};
 use crate::tokenizer::char::CharTokenizer;
 use crate::tokenizer::gpt2::Gpt2Tokenizer;
 use crate::tokenizer::merges::CachedEncoder;
 use crate::tokenizer::pretokenize::{Piece, PieceStream};
-use crate::{DataError, Tokenizer};
+use crate::{DataError, Dataset, Tokenizer};
 
 /// Where `prepare` looks for GPT-2's `encoder.json` and `vocab.bpe` unless told otherwise
 /// (relative to the current directory: the repository root).
 pub const DEFAULT_GPT2_DIR: &str = "datasets/gpt2-tokenizer";
-
-/// The files `prepare` writes into its output folder.
-const OUTPUTS: [&str; 3] = ["tokenizer.bin", "train.bin", "val.bin"];
 
 /// What `prepare` is asked to do.
 #[derive(Clone, Debug)]
@@ -79,12 +77,8 @@ pub fn prepare_with(
     check_options(opts)?;
     let out = &opts.out_dir;
     if !force {
-        if let Some(existing) = OUTPUTS.iter().map(|name| out.join(name)).find(|p| p.exists()) {
-            return fail(format!(
-                "{}: already exists; pass --force to overwrite the prepared corpus in {}, or choose another --out",
-                existing.display(),
-                out.display()
-            ));
+        if let Some(existing) = Dataset::files(out).into_iter().find(|p| p.exists()) {
+            return Err(DataError::AlreadyPrepared { path: existing, out_dir: out.clone() });
         }
     }
     let total_bytes = check_inputs(&opts.inputs)?;
@@ -114,10 +108,12 @@ pub fn prepare_with(
     let vocab_size = tokenizer.vocab_size();
 
     std::fs::create_dir_all(out).map_err(|e| DataError::io(out, e))?;
-    let tokenizer_file = PendingFile::new(&out.join("tokenizer.bin"));
-    write_synced(tokenizer_file.tmp(), &tokenizer.to_bytes())?;
-    let mut train = TokenWriter::create(&out.join("train.bin"), vocab_size)?;
-    let mut val = TokenWriter::create(&out.join("val.bin"), vocab_size)?;
+    let [tokenizer_path, train_path, val_path] = Dataset::files(out);
+    let tokenizer_file = AtomicFile::create(&tokenizer_path)
+        .and_then(|mut file| file.write_all(&tokenizer.to_bytes()).and_then(|()| file.sync()).map(|()| file))
+        .map_err(|e| DataError::io(&tokenizer_path, e))?;
+    let mut train = TokenWriter::create(&train_path, vocab_size)?;
+    let mut val = TokenWriter::create(&val_path, vocab_size)?;
     let text_bytes = encode_split(opts, &built, split, total_bytes, &mut train, &mut val)?;
 
     let (train_tokens, val_tokens) = (train.len() as usize, val.len() as usize);
@@ -131,9 +127,10 @@ pub fn prepare_with(
     }
     let train = train.finish_pending()?;
     let val = val.finish_pending()?;
-    train.commit()?;
-    val.commit()?;
-    tokenizer_file.commit()?;
+    for file in [train, val, tokenizer_file] {
+        let path = file.path().to_path_buf();
+        file.commit().map_err(|e| DataError::io(&path, e))?;
+    }
     Ok(PrepareSummary {
         vocab_size,
         train_tokens,
@@ -149,20 +146,10 @@ fn check_inputs(inputs: &[PathBuf]) -> Result<u64, DataError> {
         match std::fs::metadata(input) {
             Ok(m) if m.is_file() => total_bytes += m.len(),
             Ok(_) => return fail(format!("{}: is not a file; --input takes text files", input.display())),
-            Err(e) => {
-                return fail(format!(
-                    "{}: cannot read the input ({e}); check the path given to --input",
-                    input.display()
-                ))
-            }
+            Err(error) => return Err(DataError::UnreadableInput { path: input.clone(), error }),
         }
     }
     Ok(total_bytes)
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
-    let mut file = std::fs::File::create(path).map_err(|e| DataError::io(path, e))?;
-    file.write_all(bytes).and_then(|_| file.sync_all()).map_err(|e| DataError::io(path, e))
 }
 
 /// The second pass: encodes the first `split` characters into `train` and the rest into

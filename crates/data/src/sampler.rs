@@ -98,12 +98,11 @@ impl BatchSampler {
 
 fn check_long_enough(file: &TokenFile, block_size: usize) -> Result<(), DataError> {
     if file.len() <= block_size {
-        return Err(DataError::Message(format!(
-            "{}: {} tokens, need at least block_size + 1 = {}; lower block_size or add text",
-            file.path().display(),
-            file.len(),
-            block_size + 1
-        )));
+        return Err(DataError::TooFewTokens {
+            path: file.path().to_path_buf(),
+            tokens: file.len(),
+            need: block_size + 1,
+        });
     }
     Ok(())
 }

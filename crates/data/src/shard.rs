@@ -10,16 +10,17 @@
 //!     32     …  the tokens, little-endian
 //! ```
 //!
-//! Files are written under a temporary name and renamed into place when complete, so a
-//! crash or an error never leaves a torn file under the real name.
+//! Files are written with `fsio`'s atomic write (a temporary name, synced, renamed into
+//! place when complete), so a crash or an error never leaves a torn file under the real name.
 
 use std::fs::File;
-use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use fsio::AtomicFile;
 use memmap2::Mmap;
 
-use crate::DataError;
+use crate::{DataError, PREPARE_HINT};
 
 const MAGIC: &[u8; 8] = b"QUILLTOK";
 /// The token-file version this build writes and reads.
@@ -36,8 +37,6 @@ fn width_for(vocab_size: usize) -> usize {
     }
 }
 
-const PREPARE_HINT: &str = "run prepare again: prepare --input ... --out ...";
-
 /// A memory-mapped token file (`train.bin` / `val.bin`): header checked, tokens read in place.
 pub struct TokenFile {
     path: PathBuf,
@@ -51,16 +50,9 @@ impl TokenFile {
     /// Opens and validates a token file: magic, version, width, vocab size, and the token
     /// count against the file length.
     pub fn open(path: &Path) -> Result<TokenFile, DataError> {
-        let shown = path.display();
-        let fail = |msg: String| Err(DataError::Message(format!("{shown}: {msg}")));
-        let file = match File::open(path) {
-            Ok(f) => f,
-            Err(e) => {
-                return fail(format!(
-                    "cannot open the token file ({e}); run prepare first: prepare --input ... --out ..."
-                ))
-            }
-        };
+        let fail = |detail: String| Err(DataError::BadTokenFile { path: path.to_path_buf(), detail });
+        let file = File::open(path)
+            .map_err(|error| DataError::MissingTokenFile { path: path.to_path_buf(), error })?;
         // SAFETY: the map is read-only and Quill never writes a token file in place (new
         // files are renamed over old ones, which leaves this mapping's inode untouched).
         // Another program truncating the file while it is mapped could still fault.
@@ -151,11 +143,11 @@ impl TokenFile {
     /// Checks that this file was made with a tokenizer of `tokenizer_vocab` tokens.
     pub fn check_vocab(&self, tokenizer_vocab: usize) -> Result<(), DataError> {
         if self.vocab_size != tokenizer_vocab {
-            return Err(DataError::Message(format!(
-                "{}: made for a vocabulary of {} tokens, but the tokenizer has {tokenizer_vocab}; the corpus and tokenizer do not belong together; {PREPARE_HINT}",
-                self.path.display(),
-                self.vocab_size
-            )));
+            return Err(DataError::VocabMismatch {
+                path: self.path.clone(),
+                file_vocab: self.vocab_size,
+                tokenizer_vocab,
+            });
         }
         Ok(())
     }
@@ -201,53 +193,9 @@ impl TokenFile {
     }
 }
 
-/// A file being written under a temporary name beside its destination; dropped without
-/// [`PendingFile::commit`], the temporary file is removed.
-pub(crate) struct PendingFile {
-    tmp: PathBuf,
-    path: PathBuf,
-    committed: bool,
-}
-
-impl PendingFile {
-    pub(crate) fn new(path: &Path) -> PendingFile {
-        let name = path.file_name().map_or("out".into(), |n| n.to_string_lossy().into_owned());
-        let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-        PendingFile { tmp, path: path.to_path_buf(), committed: false }
-    }
-
-    pub(crate) fn tmp(&self) -> &Path {
-        &self.tmp
-    }
-
-    /// Renames the finished temporary file to its real name.
-    pub(crate) fn commit(mut self) -> Result<(), DataError> {
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| DataError::io(&self.path, e))?;
-        self.committed = true;
-        Ok(())
-    }
-}
-
-impl Drop for PendingFile {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-    }
-}
-
-/// Writes `bytes` to `path` through a temporary file, synced, then renamed.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
-    let pending = PendingFile::new(path);
-    let mut file = File::create(pending.tmp()).map_err(|e| DataError::io(path, e))?;
-    file.write_all(bytes).and_then(|_| file.sync_all()).map_err(|e| DataError::io(path, e))?;
-    pending.commit()
-}
-
 /// Streams tokens into a new token file (header written last, once the count is known).
 pub struct TokenWriter {
-    pending: PendingFile,
-    out: BufWriter<File>,
+    out: AtomicFile,
     width: usize,
     vocab_size: usize,
     count: u64,
@@ -262,11 +210,9 @@ impl TokenWriter {
                 path.display()
             )));
         }
-        let pending = PendingFile::new(path);
-        let file = File::create(pending.tmp()).map_err(|e| DataError::io(path, e))?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let mut out = AtomicFile::create(path).map_err(|e| DataError::io(path, e))?;
         out.write_all(&[0u8; TOKEN_FILE_HEADER_LEN]).map_err(|e| DataError::io(path, e))?;
-        Ok(TokenWriter { pending, out, width: width_for(vocab_size), vocab_size, count: 0 })
+        Ok(TokenWriter { out, width: width_for(vocab_size), vocab_size, count: 0 })
     }
 
     /// Tokens written so far.
@@ -297,34 +243,35 @@ impl TokenWriter {
                 }
                 n += self.width;
             }
-            self.out.write_all(&buf[..n]).map_err(|e| DataError::io(&self.pending.path, e))?;
+            self.out.write_all(&buf[..n]).map_err(|e| DataError::io(self.out.path(), e))?;
         }
         self.count += tokens.len() as u64;
         Ok(())
     }
 
-    /// Writes the header and syncs, leaving the file under its temporary name until
-    /// [`PendingFile::commit`] (so several files can appear together).
-    pub(crate) fn finish_pending(self) -> Result<PendingFile, DataError> {
-        let TokenWriter { pending, out, width, vocab_size, count } = self;
-        let path = pending.path.clone();
-        let io = |e: std::io::Error| DataError::io(&path, e);
-        let mut file = out.into_inner().map_err(|e| io(e.into_error()))?;
+    /// Writes the header and syncs, leaving the file under its temporary name until it is
+    /// committed (so several files can appear together).
+    pub(crate) fn finish_pending(self) -> Result<AtomicFile, DataError> {
+        let TokenWriter { mut out, width, vocab_size, count } = self;
+        let path = out.path().to_path_buf();
         let mut header = Vec::with_capacity(TOKEN_FILE_HEADER_LEN);
         header.extend_from_slice(MAGIC);
         header.extend(TOKEN_FILE_VERSION.to_le_bytes());
         header.extend((width as u32).to_le_bytes());
         header.extend((vocab_size as u64).to_le_bytes());
         header.extend(count.to_le_bytes());
-        file.seek(SeekFrom::Start(0)).map_err(io)?;
-        file.write_all(&header).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        Ok(pending)
+        out.seek(SeekFrom::Start(0))
+            .and_then(|_| out.write_all(&header))
+            .and_then(|()| out.sync())
+            .map_err(|e| DataError::io(&path, e))?;
+        Ok(out)
     }
 
     /// Writes the header, syncs, and renames the file into place.
     pub fn finish(self) -> Result<(), DataError> {
-        self.finish_pending()?.commit()
+        let out = self.finish_pending()?;
+        let path = out.path().to_path_buf();
+        out.commit().map_err(|e| DataError::io(&path, e))
     }
 }
 

@@ -22,12 +22,8 @@ pub(crate) fn read_text_chunks(
     bar: &ProgressBar,
     on_text: &mut impl FnMut(&str) -> Result<(), DataError>,
 ) -> Result<(), DataError> {
-    let mut file = File::open(path).map_err(|e| {
-        DataError::Message(format!(
-            "{}: cannot read the input ({e}); check the path given to --input",
-            path.display()
-        ))
-    })?;
+    let mut file =
+        File::open(path).map_err(|error| DataError::UnreadableInput { path: path.to_path_buf(), error })?;
     let mut buf = vec![0u8; CHUNK_BYTES + 4];
     let mut text = String::with_capacity(CHUNK_BYTES + 4);
     let mut carried = 0; // bytes of an unfinished character at the front of buf
@@ -80,8 +76,5 @@ pub(crate) fn read_text_chunks(
 }
 
 fn invalid_utf8(path: &Path, offset: u64) -> DataError {
-    DataError::Message(format!(
-        "{}: invalid UTF-8 at byte {offset}; convert the file to UTF-8, or pass --lossy to replace bad bytes with U+FFFD",
-        path.display()
-    ))
+    DataError::InvalidUtf8 { path: path.to_path_buf(), offset }
 }

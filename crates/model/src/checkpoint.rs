@@ -12,8 +12,9 @@
 //!     24     …  payload: the Checkpoint, bincode with fixed-width integers
 //! ```
 //!
-//! Saving writes a temporary file in the same directory, syncs it, renames it over the
-//! target and syncs the directory, so a crash leaves either the old file or the new one.
+//! Saving goes through `fsio`'s atomic write (a temporary file in the same directory,
+//! synced, renamed over the target, the directory synced), so a crash leaves either the
+//! old file or the new one.
 //! A checkpoint saved under two names at once (the trainer's `latest.ckpt` and `best.ckpt`)
 //! is written once and hard-linked.
 //! Loading checks the magic, the version, that the payload length is exactly what the
@@ -23,13 +24,13 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use bincode::Options;
 use serde::{Deserialize, Serialize};
 
-use crate::{Gpt, GptConfig};
+use crate::{Gpt, GptConfig, ModelError};
 
 /// The first eight bytes of every checkpoint.
 pub const MAGIC: &[u8; 8] = b"QUILLCKP";
@@ -40,8 +41,12 @@ pub const HEADER_LEN: usize = 8 + 4 + 8 + 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("{0}")]
-    Invalid(String),
+    /// The checkpoint could not be encoded for writing to `path`.
+    #[error("{path}: {detail}")]
+    Encode { path: PathBuf, detail: String },
+    /// The checkpoint's model config cannot be built.
+    #[error("checkpoint model config: {0}")]
+    InvalidModel(ModelError),
     #[error("{path}: {error}")]
     Io { path: PathBuf, error: std::io::Error },
     #[error("{path}: not a Quill checkpoint (it does not start with \"QUILLCKP\"); pass a .ckpt file written by train")]
@@ -103,49 +108,6 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ 
     move |source| CheckpointError::Io { path: path.to_path_buf(), error: source }
 }
 
-/// Writes `bytes` to a new file at `path` (refusing to open an existing one) and syncs it.
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
-/// Replaces `path` atomically: `create` makes a temporary file beside it, which is then
-/// renamed over `path`, and the directory synced. On failure the temporary file is removed
-/// and `path` is as it was.
-fn replace_atomically(
-    path: &Path,
-    create: impl FnOnce(&Path) -> std::io::Result<()>,
-) -> Result<(), CheckpointError> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = path.file_name().ok_or_else(|| {
-        CheckpointError::Invalid(format!("{}: a checkpoint path must name a file", path.display()))
-    })?;
-    let mut tmp_name = file_name.to_os_string();
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    // Left by a crash of a process with the same id. It may be a hard link to a checkpoint,
-    // which is why `create` must make a new file (never open this one and write into it).
-    let _ = std::fs::remove_file(&tmp);
-    if let Err(source) = create(&tmp) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io_error(&tmp)(source));
-    }
-    let renamed = std::fs::rename(&tmp, path);
-    // Renaming a link over another link to the same file succeeds and leaves `tmp`.
-    let _ = std::fs::remove_file(&tmp);
-    renamed.map_err(io_error(path))?;
-    // Make the rename itself durable. Directories cannot be opened for syncing on every
-    // platform, so a failure here is not an error.
-    if let Ok(dir) = File::open(&dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
-}
-
 impl Checkpoint {
     /// Atomically writes the checkpoint (temporary file, fsync, rename).
     pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
@@ -160,13 +122,13 @@ impl Checkpoint {
         let Some((&first, rest)) = paths.split_first() else {
             return Ok(());
         };
-        let bytes =
-            self.to_bytes().map_err(|e| CheckpointError::Invalid(format!("{}: {e}", first.display())))?;
-        replace_atomically(first, |tmp| write_synced(tmp, &bytes))?;
+        let bytes = self
+            .to_bytes()
+            .map_err(|e| CheckpointError::Encode { path: first.to_path_buf(), detail: e.to_string() })?;
+        fsio::write_atomic(first, &bytes).map_err(io_error(first))?;
         for &path in rest {
-            let linked = replace_atomically(path, |tmp| std::fs::hard_link(first, tmp));
-            if linked.is_err() {
-                replace_atomically(path, |tmp| write_synced(tmp, &bytes))?;
+            if fsio::link_atomic(first, path).is_err() {
+                fsio::write_atomic(path, &bytes).map_err(io_error(path))?;
             }
         }
         Ok(())
@@ -294,9 +256,7 @@ impl Checkpoint {
 
     /// A model with this checkpoint's weights; errors name a missing or misshapen parameter.
     pub fn to_model(&self) -> Result<Gpt, CheckpointError> {
-        self.model
-            .validate()
-            .map_err(|e| CheckpointError::Invalid(format!("checkpoint model config: {e}")))?;
+        self.model.validate().map_err(CheckpointError::InvalidModel)?;
         let mut gpt = Gpt::zeroed(self.model.clone());
         self.load_into(&mut gpt)?;
         Ok(gpt)

@@ -31,20 +31,14 @@ impl GptConfig {
         ];
         for (field, value) in sizes {
             if value == 0 {
-                return Err(ModelError::Invalid(format!("model.{field} = 0; it must be at least 1")));
+                return Err(ModelError::ZeroSize { field });
             }
         }
         if !self.n_embd.is_multiple_of(self.n_head) {
-            return Err(ModelError::Invalid(format!(
-                "model.n_embd = {} is not divisible by model.n_head = {}; pick n_embd as a multiple of n_head",
-                self.n_embd, self.n_head
-            )));
+            return Err(ModelError::HeadsDoNotDivideWidth { n_embd: self.n_embd, n_head: self.n_head });
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return Err(ModelError::Invalid(format!(
-                "model.dropout = {} is outside [0, 1); use 0.0 for none, 0.1-0.2 for small data",
-                self.dropout
-            )));
+            return Err(ModelError::DropoutOutOfRange { dropout: self.dropout });
         }
         Ok(())
     }

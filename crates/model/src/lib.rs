@@ -24,8 +24,17 @@ pub use gpt::{ForwardOutput, Gpt};
 pub use kv_cache::KvCache;
 
 /// A model configuration that cannot be built; the message names the field and the rule.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum ModelError {
-    #[error("{0}")]
-    Invalid(String),
+    /// A size (`vocab_size`, `block_size`, `n_layer`, `n_head`, `n_embd`) that is 0.
+    #[error("model.{field} = 0; it must be at least 1")]
+    ZeroSize { field: &'static str },
+    /// Attention heads that do not split the width evenly.
+    #[error(
+        "model.n_embd = {n_embd} is not divisible by model.n_head = {n_head}; pick n_embd as a multiple of n_head"
+    )]
+    HeadsDoNotDivideWidth { n_embd: usize, n_head: usize },
+    /// A dropout probability outside [0, 1).
+    #[error("model.dropout = {dropout} is outside [0, 1); use 0.0 for none, 0.1-0.2 for small data")]
+    DropoutOutOfRange { dropout: f32 },
 }

@@ -59,13 +59,10 @@ pub fn refresh_loss_svg(run_dir: &Path) -> Result<(), PlotError> {
     write_atomic(&run_dir.join("loss.svg"), render_svg(&[run], &options).as_bytes())
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`, so a
-/// reader never sees a half-written file.
+/// Writes `bytes` to `path` atomically (`fsio`'s temporary file, sync, rename), so a reader
+/// never sees a half-written file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PlotError> {
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let temp = path.with_file_name(format!(".{file_name}.tmp"));
-    std::fs::write(&temp, bytes).map_err(|source| PlotError::Io { path: temp.clone(), error: source })?;
-    std::fs::rename(&temp, path).map_err(|source| PlotError::Io { path: path.to_owned(), error: source })
+    fsio::write_atomic(path, bytes).map_err(|source| PlotError::Io { path: path.to_owned(), error: source })
 }
 
 /// One curve of one run, in data coordinates (x already in the axis unit).

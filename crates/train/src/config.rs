@@ -42,10 +42,12 @@ pub struct DataSection {
     /// Text file(s) to prepare the dataset from when its `.bin` files are missing.
     #[serde(deserialize_with = "one_or_many")]
     pub input: Vec<PathBuf>,
-    /// "char", "bpe" or "gpt2": the tokenizer to prepare with, and the one a prepared
-    /// dataset must have.
+    /// "char", "bpe" or "gpt2": the tokenizer to prepare with. Empty (left out): "char"
+    /// when preparing, and whichever the prepared dataset holds otherwise. Given, a
+    /// prepared dataset must have it.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub tokenizer: String,
-    /// Vocabulary size to learn, for "bpe".
+    /// Vocabulary size to learn, for "bpe". Given, a prepared dataset must have it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vocab_size: Option<usize>,
     /// Fraction of the text held out for validation (used only when preparing).
@@ -113,7 +115,7 @@ impl Default for DataSection {
         DataSection {
             dataset: PathBuf::from("datasets/tinyshakespeare"),
             input: vec![PathBuf::from("datasets/tinyshakespeare/input.txt")],
-            tokenizer: "char".to_string(),
+            tokenizer: String::new(),
             vocab_size: None,
             val_fraction: 0.1,
         }
@@ -152,6 +154,17 @@ impl Default for TrainSection {
             name: String::new(),
             sample_tokens: 200,
             sample_prompt: String::new(),
+        }
+    }
+}
+
+impl DataSection {
+    /// The tokenizer `prepare` makes for this config: `tokenizer`, or "char" when not given.
+    pub fn tokenizer_to_prepare(&self) -> &str {
+        if self.tokenizer.is_empty() {
+            "char"
+        } else {
+            &self.tokenizer
         }
     }
 }
@@ -283,13 +296,13 @@ impl Config {
         if !(0.0..1.0).contains(&self.data.val_fraction) || self.data.val_fraction == 0.0 {
             return err("data.val_fraction", format!("must be in (0, 1), found {}", self.data.val_fraction));
         }
-        if !["char", "bpe", "gpt2"].contains(&self.data.tokenizer.as_str()) {
+        if !["", "char", "bpe", "gpt2"].contains(&self.data.tokenizer.as_str()) {
             return err(
                 "data.tokenizer",
                 format!("must be \"char\", \"bpe\" or \"gpt2\", found {:?}", self.data.tokenizer),
             );
         }
-        match (self.data.tokenizer.as_str(), self.data.vocab_size) {
+        match (self.data.tokenizer_to_prepare(), self.data.vocab_size) {
             ("bpe", None) => {
                 return err("data.vocab_size", "is required with tokenizer = \"bpe\" (e.g. 4096)".into())
             }
@@ -352,8 +365,8 @@ fn apply_override(table: &mut toml::Table, item: &str) -> Result<(), TrainError>
         let expected = one_of(["model", "data", "optim", "train"]);
         return Err(TrainError::UnknownSection { at, section: section.into(), expected });
     };
-    // vocab_size is the one optional field: absent from the table when unset.
-    let optional = section == "data" && field == "vocab_size";
+    // tokenizer and vocab_size are the optional fields: absent from the table when unset.
+    let optional = section == "data" && (field == "tokenizer" || field == "vocab_size");
     if !section_table.contains_key(field) && !optional {
         let expected = one_of(section_table.keys());
         return Err(TrainError::UnknownField { at, section: section.into(), field: field.into(), expected });

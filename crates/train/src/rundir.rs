@@ -1,7 +1,7 @@
 //! The run folder `out_dir/NAME/`: choosing a fresh one (never overwriting an earlier run)
 //! and the append-only `metrics.jsonl`.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -25,12 +25,10 @@ pub fn fresh_run_dir(out_dir: &Path, name: &str) -> Result<PathBuf, TrainError> 
     }
 }
 
-/// Writes `text` to `path` through a temporary file and a rename.
+/// Writes `text` to `path` atomically (`fsio`'s temporary file, sync, rename).
 pub fn write_atomic(path: &Path, text: &[u8]) -> Result<(), TrainError> {
-    let tmp = path.with_extension("tmp");
-    let io = |source| TrainError::Io { path: path.to_path_buf(), error: source };
-    std::fs::write(&tmp, text).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    fsio::write_atomic(path, text)
+        .map_err(|source| TrainError::Io { path: path.to_path_buf(), error: source })
 }
 
 /// `metrics.jsonl`: one JSON object per line, each written and flushed as it comes.
@@ -40,24 +38,30 @@ pub struct MetricsLog {
 }
 
 impl MetricsLog {
-    /// Creates (or truncates) the log and writes `rows` into it: a resumed run rewrites the
-    /// rows its checkpoint knows, dropping any logged after that checkpoint.
+    /// Replaces the log (atomically) with `rows` and opens it for appending: a resumed run
+    /// rewrites the rows its checkpoint knows, dropping any logged after that checkpoint.
     pub fn create(path: &Path, rows: &[MetricRow]) -> Result<MetricsLog, TrainError> {
-        let file = File::create(path)
-            .map_err(|source| TrainError::Io { path: path.to_path_buf(), error: source })?;
-        let mut log = MetricsLog { path: path.to_path_buf(), file };
+        let io = |source| TrainError::Io { path: path.to_path_buf(), error: source };
+        let mut text = String::new();
         for row in rows {
-            log.append(row)?;
+            text.push_str(&metric_line(row));
         }
-        Ok(log)
+        write_atomic(path, text.as_bytes())?;
+        let file = OpenOptions::new().append(true).open(path).map_err(io)?;
+        Ok(MetricsLog { path: path.to_path_buf(), file })
     }
 
     pub fn append(&mut self, row: &MetricRow) -> Result<(), TrainError> {
-        let mut line = serde_json::to_string(row).expect("a MetricRow always serialises");
-        line.push('\n');
         self.file
-            .write_all(line.as_bytes())
+            .write_all(metric_line(row).as_bytes())
             .and_then(|()| self.file.flush())
             .map_err(|source| TrainError::Io { path: self.path.clone(), error: source })
     }
+}
+
+/// One row of `metrics.jsonl`, newline included.
+fn metric_line(row: &MetricRow) -> String {
+    let mut line = serde_json::to_string(row).expect("a MetricRow always serialises");
+    line.push('\n');
+    line
 }

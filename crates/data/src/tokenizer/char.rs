@@ -59,17 +59,7 @@ impl CharTokenizer {
                 unknown.push(c);
             }
         }
-        const SHOWN: usize = 10;
-        let mut list: Vec<String> =
-            unknown.iter().take(SHOWN).map(|c| format!("'{}'", c.escape_debug())).collect();
-        if unknown.len() > SHOWN {
-            list.push(format!("and {} more", unknown.len() - SHOWN));
-        }
-        DataError::Message(format!(
-            "the text has characters the tokenizer does not know: {} (this char-level tokenizer knows only the {} characters of its training text)",
-            list.join(", "),
-            self.chars.len()
-        ))
+        DataError::UnknownCharacters { chars: unknown, known: self.chars.len() }
     }
 
     pub(crate) fn from_payload(payload: &[u8]) -> Result<CharTokenizer, String> {

@@ -34,7 +34,12 @@ pub(crate) fn tokenizer_header(kind: u8) -> Vec<u8> {
 
 /// Reads a tokenizer written by [`Tokenizer::to_bytes`] (as embedded in a checkpoint).
 pub fn tokenizer_from_bytes(bytes: &[u8]) -> Result<Box<dyn Tokenizer>, DataError> {
-    let fail = |msg: String| Err(DataError::Message(msg));
+    parse(bytes).map_err(|detail| DataError::BadTokenizer { path: None, detail })
+}
+
+/// [`tokenizer_from_bytes`], the error being what is wrong and what to do.
+fn parse(bytes: &[u8]) -> Result<Box<dyn Tokenizer>, String> {
+    let fail = |detail: String| Err(detail);
     if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC {
         return fail(
             "not a Quill tokenizer (bad magic); run prepare again: prepare --input ... --out ...".into(),
@@ -53,9 +58,9 @@ pub fn tokenizer_from_bytes(bytes: &[u8]) -> Result<Box<dyn Tokenizer>, DataErro
     }
     let payload = &bytes[HEADER_LEN..];
     let damaged = |kind: &str, e: String| {
-        DataError::Message(format!(
+        format!(
             "the {kind} tokenizer data is damaged ({e}); run prepare again: prepare --input ... --out ..."
-        ))
+        )
     };
     Ok(match bytes[12] {
         KIND_CHAR => Box::new(char::CharTokenizer::from_payload(payload).map_err(|e| damaged("char", e))?),
@@ -67,17 +72,12 @@ pub fn tokenizer_from_bytes(bytes: &[u8]) -> Result<Box<dyn Tokenizer>, DataErro
 
 /// Reads the tokenizer file that `prepare` writes beside the corpus (`tokenizer.bin`).
 pub fn load_tokenizer(path: &Path) -> Result<Box<dyn Tokenizer>, DataError> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        DataError::Message(format!(
-            "{}: cannot read the tokenizer ({e}); run prepare first: prepare --input ... --out {}",
-            path.display(),
-            path.parent().map_or(".".into(), |p| p.display().to_string())
-        ))
-    })?;
-    tokenizer_from_bytes(&bytes).map_err(|e| DataError::Message(format!("{}: {e}", path.display())))
+    let bytes = std::fs::read(path)
+        .map_err(|error| DataError::MissingTokenizer { path: path.to_path_buf(), error })?;
+    parse(&bytes).map_err(|detail| DataError::BadTokenizer { path: Some(path.to_path_buf()), detail })
 }
 
-/// Writes `tokenizer.to_bytes()` to `path` through a temporary file and a rename.
+/// Writes `tokenizer.to_bytes()` to `path` atomically (`fsio`'s temporary file, sync, rename).
 pub fn save_tokenizer(tokenizer: &dyn Tokenizer, path: &Path) -> Result<(), DataError> {
-    crate::shard::write_atomically(path, &tokenizer.to_bytes())
+    fsio::write_atomic(path, &tokenizer.to_bytes()).map_err(|e| DataError::io(path, e))
 }
