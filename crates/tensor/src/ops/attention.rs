@@ -321,10 +321,10 @@ fn reused(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
 
 // The kernels above are plain loops over NR lanes, vectorised for the instruction set of
 // each variant.
-crate::simd_dispatch!(fn head_forward => head_forward_body(
+crate::simd::simd_dispatch!(fn head_forward => head_forward_body(
     y: SharedRows, lse_h: &mut [f32], probs_h: Option<&mut [f32]>, sc: &mut Scratch, head: &Head<'_>
 ));
-crate::simd_dispatch!(fn head_backward => head_backward_body(
+crate::simd::simd_dispatch!(fn head_backward => head_backward_body(
     dqkv: SharedRows, accumulate: bool, sc: &mut Scratch, head: &Head<'_>, dyb: &[f32], fwd: &Forward<'_>
 ));
 
