@@ -652,6 +652,17 @@ pub fn attention_backward_reference(
 }
 
 impl Tape {
+    /// Values of the probabilities [`Tape::attention`] keeps for backward, on a tape that
+    /// records gradients, for qkv (b, t, 3c) split into `n_head` heads: P (b, nh, t, t
+    /// rounded up) when t ≤ [`SAVE_PROBS_UP_TO`], else none (backward recomputes them).
+    pub fn attention_saved_probs(b: usize, t: usize, n_head: usize) -> usize {
+        if t <= SAVE_PROBS_UP_TO {
+            b * n_head * probs_per_head(t)
+        } else {
+            0
+        }
+    }
+
     /// qkv (b, t, 3c) holding q, k, v side by side, each split into `n_head` heads → (b, t, c).
     pub fn attention(&mut self, qkv: TensorId, n_head: usize) -> TensorId {
         let shape = self.shape(qkv).to_vec();
