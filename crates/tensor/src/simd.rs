@@ -1,5 +1,5 @@
 //! The one place that picks the instruction set. Every kernel that wants vectors is
-//! compiled three times from one body, by [`simd_dispatch!`]: for AVX-512, for AVX2 + FMA,
+//! compiled three times from one body, by the crate's `simd_dispatch!` macro: for AVX-512, for AVX2 + FMA,
 //! and for the build's baseline; [`level`] says which of the three this CPU runs, and each
 //! call goes to that one. The GEMM maps the same [`Level`] to its micro-kernel.
 //!
@@ -88,7 +88,7 @@ simd_dispatch!(
     /// reduction over a chunk, the optimizer's update): the vector width changes, the
     /// arithmetic does not, so the bits are the same whichever variant runs. `body` gets
     /// the wider instructions only when LLVM inlines it into the variant, which it does
-    /// not always do for long ones; give those a function through [`simd_dispatch!`].
+    /// not always do for long ones; give those a function through `simd_dispatch!`.
     #[inline(always)]
     pub fn vectorised<R, F: FnOnce() -> R> => call(body: F) -> R
 );

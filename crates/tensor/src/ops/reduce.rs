@@ -48,7 +48,7 @@ pub mod kernels {
     const SQUARE_LANES: usize = 8;
 
     crate::simd::simd_dispatch!(
-        /// Σ_i x_i² in f64, on this thread, in [`SQUARE_LANES`] interleaved partial sums
+        /// Σ_i x_i² in f64, on this thread, in `SQUARE_LANES` = 8 interleaved partial sums
         /// added up in a fixed order: x: (n)  →  a scalar. The optimizer's gradient norm
         /// sums fixed chunks with it, so the thread count does not change the norm.
         pub fn sum_squares => sum_squares_body(x: &[f32]) -> f64

@@ -31,7 +31,7 @@ use crate::simd::simd_dispatch;
 /// out = (x − mean) / √(var + EPS) · gain + shift.  x, out: (n, C)  gain, shift: (C).
 pub fn layernorm(out: &mut [f32], x: &[f32], (gain, shift): (&[f32], &[f32])) {
     let c = gain.len();
-    debug_assert!(out.len() == x.len() && x.len() % c.max(1) == 0 && shift.len() == c);
+    debug_assert!(out.len() == x.len() && x.len().is_multiple_of(c.max(1)) && shift.len() == c);
     for (out, x) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
         layernorm_row(out, x, (gain, shift));
     }
@@ -49,7 +49,7 @@ fn layernorm_row(out: &mut [f32], x: &[f32], (gain, shift): (&[f32], &[f32])) {
 }
 
 simd_dispatch!(
-    /// xs[i] ← gelu(xs[i]) for every element: the tape's GELU (the same bits), vectorised,
+    /// `xs[i] ← gelu(xs[i])` for every element: the tape's GELU (the same bits), vectorised,
     /// with fused multiply-adds where the CPU has them.
     pub fn gelu_in_place => gelu_in_place_body(xs: &mut [f32])
 );
@@ -251,7 +251,7 @@ pub fn matvec(out: &mut [f32], w: &[f32], bias: Option<&[f32]>, x: &[f32]) {
 
 /// out (n, oc) = x (n, c) · wᵀ + bias for a few rows of x, without packing: each group of
 /// four weight rows is loaded into L1 once and dotted with every row of x (of a task's
-/// [`ROWS_PER_TASK`] rows, when n is large enough to split across threads). Each element
+/// `ROWS_PER_TASK` = 8 rows, when n is large enough to split across threads). Each element
 /// is computed by exactly the instructions [`matvec`] uses for it, so feeding rows
 /// together gives the bits of feeding them one at a time, whatever the thread count.
 pub fn matmul_rows(out: &mut [f32], w: &[f32], bias: Option<&[f32]>, x: &[f32], n: usize) {
