@@ -3,29 +3,27 @@
 //! matrix-vector products plus one attention row, not a forward over the whole text.
 //!
 //! This is the sampling hot path at batch 1. The [`KvCache`] owns every buffer a decoding
-//! step needs (the keys and values for block_size positions, and scratch rows), so after
-//! [`Gpt::new_cache`] a step allocates nothing (a prefill's parallel attention takes a
-//! scratch row pair per thread). Weights are read in place from the tape: a linear layer
-//! is `out[o] = bias[o] + w[o, :] · x`, each weight row contiguous.
+//! step needs (the keys and values for block_size positions, and the activations of the
+//! new rows), so after [`Gpt::new_cache`] a step allocates nothing (a prefill's parallel
+//! attention takes a scratch row pair per thread). Weights are read in place from the
+//! tape: a linear layer is `out[o] = bias[o] + w[o, :] · x`, each weight row contiguous.
 //!
-//! Several tokens fed at once (a prompt, or the window re-fed after it slid) go through
-//! the blocks together as a small matrix ("prefill"): each linear layer reads every weight
-//! once for all rows (with the row kernels of `rows.rs` for a small model and few rows,
-//! giving the bits of one token at a time; else one GEMM), and attention row i is causal
-//! over the cache up to its own position. A single token takes the matrix-vector path in
-//! `rows.rs`.
+//! One recipe serves any number of new tokens: they go through the blocks together as an
+//! (n, C) matrix, in the shape of the training forward (`Block::forward` in `gpt.rs`, line
+//! for line, without dropout), with the kernels of `tensor::kernels`. One token (n = 1)
+//! takes the matrix-vector products; several (a prompt, or the window re-fed after it
+//! slid) read every weight once for all rows (the row kernels for a small model and few
+//! rows, giving the bits of one token at a time; else one GEMM), and attention row i is
+//! causal over the cache up to its own position.
 //!
 //! Every path is deterministic for any thread count: the GEMM, the row kernels and the
 //! matrix-vector products split their work into fixed pieces, and attention splits by
-//! head (a decoding step) or by row (a prefill), each computed whole on one thread.
+//! head (one token) or by row (several), each computed whole on one thread.
 
-use rayon::prelude::*;
-use tensor::gemm::{gemm, Mat};
+use tensor::kernels::{attend, gelu_in_place, layernorm, linear, PARALLEL_MATVEC};
+use tensor::Tape;
 
 use crate::gpt::{Block, LayerNorm, Linear};
-use crate::rows::{
-    attend, attend_heads, gelu_in_place, layernorm, matmul_rows, matvec, FEW_ROWS, PARALLEL_MATVEC,
-};
 use crate::Gpt;
 
 /// Keys and values of every layer for the positions seen so far, for incremental decoding.
@@ -38,32 +36,21 @@ pub struct KvCache {
     k: Vec<f32>,
     /// Values, laid out as the keys.
     v: Vec<f32>,
-    /// The residual stream of the current position (C).
-    x: Vec<f32>,
-    /// A layer norm's output (C).
-    normed: Vec<f32>,
-    /// q, k, v of the current position (3C).
-    qkv: Vec<f32>,
-    /// The attention output, heads side by side (C).
-    att: Vec<f32>,
+    /// The activations of the positions being fed.
+    rows: Rows,
     /// Attention scores of each head over the positions so far (n_head, block_size).
     scores: Vec<f32>,
     /// Their softmax, the attention weights (n_head, block_size).
     probs: Vec<f32>,
-    /// The MLP's hidden layer (4C).
-    hidden: Vec<f32>,
     /// The zero shift of layer norms in a model without biases (C).
     zeros: Vec<f32>,
-    /// A residual branch's output (C).
-    branch: Vec<f32>,
     /// The last position's logits (vocab_size).
     logits: Vec<f32>,
-    /// Activations of several positions fed at once; grown on first use.
-    rows: Rows,
 }
 
-/// The prefill's activations for n positions, row-major, one row per position; each
-/// buffer grows to the largest n seen and is then reused.
+/// The activations of the n positions being fed, row-major, one row per position; each
+/// buffer is sized for one position by [`Gpt::new_cache`], grows to the largest n fed and
+/// is then reused.
 #[derive(Default)]
 struct Rows {
     /// The residual stream (n, C).
@@ -72,7 +59,7 @@ struct Rows {
     normed: Vec<f32>,
     /// q, k, v side by side (n, 3C).
     qkv: Vec<f32>,
-    /// The attention output (n, C).
+    /// The attention output, heads side by side (n, C).
     att: Vec<f32>,
     /// The MLP's hidden layer (n, 4C).
     hidden: Vec<f32>,
@@ -114,30 +101,23 @@ impl KvCache {
     }
 }
 
-/// Prefill rows per parallel attention task.
-const ATTEND_ROWS: usize = 8;
-
 impl Gpt {
     /// An empty cache for up to block_size positions.
     pub fn new_cache(&self) -> KvCache {
         let cfg = &self.config;
         let (c, t) = (cfg.n_embd, cfg.block_size);
+        let mut rows = Rows::default();
+        rows.resize(1, c);
         KvCache {
             len: 0,
             capacity: t,
             k: vec![0.0; cfg.n_layer * t * c],
             v: vec![0.0; cfg.n_layer * t * c],
-            x: vec![0.0; c],
-            normed: vec![0.0; c],
-            qkv: vec![0.0; 3 * c],
-            att: vec![0.0; c],
+            rows,
             scores: vec![0.0; cfg.n_head * t],
             probs: vec![0.0; cfg.n_head * t],
-            hidden: vec![0.0; 4 * c],
             zeros: vec![0.0; c],
-            branch: vec![0.0; c],
             logits: vec![0.0; cfg.vocab_size],
-            rows: Rows::default(),
         }
     }
 
@@ -148,7 +128,7 @@ impl Gpt {
     }
 
     /// As [`Gpt::forward_cached`], returning the logits in the cache's own buffer, so a
-    /// decoding loop allocates nothing per token. Several tokens are fed as one prefill.
+    /// decoding loop allocates nothing per token.
     pub fn forward_cached_into<'c>(&self, cache: &'c mut KvCache, tokens: &[u32]) -> &'c [f32] {
         let cfg = &self.config;
         assert!(!tokens.is_empty(), "Gpt::forward_cached: no tokens to feed");
@@ -166,169 +146,89 @@ impl Gpt {
                 cfg.vocab_size
             );
         }
-        let mut feed = || {
-            if let [token] = tokens {
-                self.step(cache, *token);
-            } else {
-                self.prefill(cache, tokens);
-            }
-            let layers = &self.layers;
-            layernorm(&mut cache.normed, &cache.x, self.norm_params(&layers.ln_f, &cache.zeros));
-            matvec(&mut cache.logits, self.tape.data(layers.wte), None, &cache.normed);
-        };
         if tokens.len() > 1 || 4 * cfg.n_embd * cfg.n_embd >= PARALLEL_MATVEC {
-            // The prefill's products and the large matrix-vector products fork onto
+            // Several rows' products and the large matrix-vector products fork onto
             // rayon's pool: entering the pool once per call, not once per product, saves a
             // cross-thread hand-off each time, and `on_pool` keeps the other workers awake
             // between products.
-            tensor::on_pool(feed);
+            tensor::on_pool(|| self.forward_rows(cache, tokens));
         } else {
-            feed();
+            self.forward_rows(cache, tokens);
         }
         &cache.logits
     }
 
-    /// Runs one token at position `cache.len` through every block, leaving the final
-    /// residual stream in `cache.x` and its keys and values in the cache.
-    fn step(&self, cache: &mut KvCache, token: u32) {
-        let cfg = &self.config;
-        let (c, block) = (cfg.n_embd, cfg.block_size);
-        let pos = cache.len;
-        let wte = &self.tape.data(self.layers.wte)[token as usize * c..][..c];
-        let wpe = &self.tape.data(self.layers.wpe)[pos * c..][..c];
-        cache.x.iter_mut().zip(wte.iter().zip(wpe)).for_each(|(x, (t, p))| *x = t + p);
-
-        for (l, layer) in self.layers.h.iter().enumerate() {
-            // x = x + c_proj(attention(c_attn(ln_1(x))))
-            layernorm(&mut cache.normed, &cache.x, self.norm_params(&layer.ln_1, &cache.zeros));
-            self.linear(&mut cache.qkv, &layer.attn.c_attn, &cache.normed); // q, k, v side by side
-            let layer_kv = l * block * c;
-            cache.k[layer_kv + pos * c..][..c].copy_from_slice(&cache.qkv[c..2 * c]);
-            cache.v[layer_kv + pos * c..][..c].copy_from_slice(&cache.qkv[2 * c..]);
-            let keys = &cache.k[layer_kv..][..(pos + 1) * c];
-            let values = &cache.v[layer_kv..][..(pos + 1) * c];
-            let scratch = (&mut cache.scores[..], &mut cache.probs[..], block);
-            attend_heads(&mut cache.att, &cache.qkv[..c], (keys, values), cfg.n_head, scratch);
-            self.linear(&mut cache.branch, &layer.attn.c_proj, &cache.att);
-            cache.x.iter_mut().zip(&cache.branch).for_each(|(x, y)| *x += y);
-
-            // x = x + mlp.c_proj(gelu(mlp.c_fc(ln_2(x))))
-            layernorm(&mut cache.normed, &cache.x, self.norm_params(&layer.ln_2, &cache.zeros));
-            self.linear(&mut cache.hidden, &layer.mlp.c_fc, &cache.normed);
-            gelu_in_place(&mut cache.hidden);
-            self.linear(&mut cache.branch, &layer.mlp.c_proj, &cache.hidden);
-            cache.x.iter_mut().zip(&cache.branch).for_each(|(x, y)| *x += y);
-        }
-        cache.len += 1;
-    }
-
-    /// Runs n ≥ 2 tokens at positions `cache.len..cache.len + n` through every block as
-    /// one (n, C) matrix, leaving the last position's residual stream in `cache.x` and all
-    /// n positions' keys and values in the cache.
-    fn prefill(&self, cache: &mut KvCache, tokens: &[u32]) {
-        let cfg = &self.config;
-        let (n, c, block) = (tokens.len(), cfg.n_embd, cfg.block_size);
+    /// Runs n tokens at positions `cache.len..cache.len + n` through every block as one
+    /// (n, C) matrix, the recipe of [`Gpt::forward`] on new positions only: their keys and
+    /// values go into the cache, the last position's logits into `cache.logits`.
+    fn forward_rows(&self, cache: &mut KvCache, tokens: &[u32]) {
+        let (n, c) = (tokens.len(), self.config.n_embd);
+        let layers = &self.layers;
         let pos0 = cache.len;
         cache.rows.resize(n, c);
-        let wte = self.tape.data(self.layers.wte);
-        let wpe = self.tape.data(self.layers.wpe);
+        let (wte, wpe) = (self.tape.data(layers.wte), self.tape.data(layers.wpe));
         for (i, (x, &token)) in cache.rows.x.chunks_exact_mut(c).zip(tokens).enumerate() {
             let (t, p) = (&wte[token as usize * c..][..c], &wpe[(pos0 + i) * c..][..c]);
             x.iter_mut().zip(t.iter().zip(p)).for_each(|(x, (t, p))| *x = t + p);
+            // (n, C)
         }
-
-        for (l, layer) in self.layers.h.iter().enumerate() {
-            let layer_kv = l * block * c;
-            self.prefill_attention(cache, layer, layer_kv, n);
-            self.prefill_mlp(cache, layer, n);
+        for (l, block) in layers.h.iter().enumerate() {
+            block.forward_cached(self, cache, l); // (n, C)
         }
-        cache.x.copy_from_slice(&cache.rows.x[(n - 1) * c..]);
         cache.len += n;
-    }
-
-    /// x = x + c_proj(attention(c_attn(ln_1(x)))) for the prefill's n rows, writing their
-    /// keys and values into the layer's slice of the cache (starting at `layer_kv`).
-    fn prefill_attention(&self, cache: &mut KvCache, layer: &Block, layer_kv: usize, n: usize) {
-        let cfg = &self.config;
-        let c = cfg.n_embd;
-        let pos0 = cache.len;
+        let last = (n - 1) * c..n * c;
         let rows = &mut cache.rows;
-        let norm = self.norm_params(&layer.ln_1, &cache.zeros);
-        for (out, x) in rows.normed.chunks_exact_mut(c).zip(rows.x.chunks_exact(c)) {
-            layernorm(out, x, norm);
-        }
-        self.linear_rows(&mut rows.qkv, &layer.attn.c_attn, &rows.normed, n); // (n, 3C)
-        for (i, qkv) in rows.qkv.chunks_exact(3 * c).enumerate() {
-            let at = layer_kv + (pos0 + i) * c;
-            cache.k[at..][..c].copy_from_slice(&qkv[c..2 * c]);
-            cache.v[at..][..c].copy_from_slice(&qkv[2 * c..]);
-        }
-        // Row i sees the cached positions and the new ones up to its own, pos0 + i. The rows
-        // are independent: they go through the pool in blocks, each with its own scratch.
-        let (k, v) = (&cache.k[layer_kv..], &cache.v[layer_kv..]);
-        let capacity = cache.capacity;
-        let rows_attend =
-            |(scores, probs): &mut (Vec<f32>, Vec<f32>), i0: usize, att: &mut [f32], qkv: &[f32]| {
-                for (i, (out, qkv)) in att.chunks_exact_mut(c).zip(qkv.chunks_exact(3 * c)).enumerate() {
-                    let seen = (pos0 + i0 + i + 1) * c;
-                    attend(out, &qkv[..c], &k[..seen], &v[..seen], cfg.n_head, (scores, probs));
-                }
-            };
-        rows.att
-            .par_chunks_mut(ATTEND_ROWS * c)
-            .zip(rows.qkv.par_chunks(ATTEND_ROWS * 3 * c))
-            .enumerate()
-            .for_each_init(
-                || (vec![0.0; capacity], vec![0.0; capacity]),
-                |scratch, (b, (att, qkv))| rows_attend(scratch, b * ATTEND_ROWS, att, qkv),
-            );
-        self.linear_rows(&mut rows.branch, &layer.attn.c_proj, &rows.att, n); // (n, C)
-        rows.x.iter_mut().zip(&rows.branch).for_each(|(x, y)| *x += y);
+        let normed = &mut rows.normed[last.clone()];
+        layers.ln_f.forward_cached(&self.tape, normed, &rows.x[last], &cache.zeros); // (1, C)
+        linear(&mut cache.logits, normed, wte, None, 1); // (1, V), head tied to wte
     }
+}
 
-    /// x = x + mlp.c_proj(gelu(mlp.c_fc(ln_2(x)))) for the prefill's n rows.
-    fn prefill_mlp(&self, cache: &mut KvCache, layer: &Block, n: usize) {
-        let c = self.config.n_embd;
-        let rows = &mut cache.rows;
-        let norm = self.norm_params(&layer.ln_2, &cache.zeros);
-        for (out, x) in rows.normed.chunks_exact_mut(c).zip(rows.x.chunks_exact(c)) {
-            layernorm(out, x, norm);
+impl Block {
+    /// x + attn(ln_1(x)), then + mlp(ln_2(x)), for the n positions in `cache.rows`
+    /// (following the `cache.len` cached ones), whose keys and values go into layer
+    /// `layer`'s part of the cache. x: (n, C) → (n, C). [`Block::forward`] without dropout.
+    fn forward_cached(&self, gpt: &Gpt, cache: &mut KvCache, layer: usize) {
+        let (tape, n_head) = (&gpt.tape, gpt.config.n_head);
+        let KvCache { len, capacity, k, v, rows, scores, probs, zeros, .. } = cache;
+        let Rows { x, normed, qkv, att, hidden, branch } = rows;
+        let c = zeros.len();
+        let n = x.len() / c;
+        self.ln_1.forward_cached(tape, normed, x, zeros); // (n, C)
+        self.attn.c_attn.forward_cached(tape, qkv, normed, n); // (n, 3C)
+        let layer_kv = layer * *capacity * c;
+        for (i, qkv) in qkv.chunks_exact(3 * c).enumerate() {
+            let at = layer_kv + (*len + i) * c;
+            k[at..][..c].copy_from_slice(&qkv[c..2 * c]);
+            v[at..][..c].copy_from_slice(&qkv[2 * c..]);
         }
-        self.linear_rows(&mut rows.hidden, &layer.mlp.c_fc, &rows.normed, n); // (n, 4C)
-        gelu_in_place(&mut rows.hidden);
-        self.linear_rows(&mut rows.branch, &layer.mlp.c_proj, &rows.hidden, n); // (n, C)
-        rows.x.iter_mut().zip(&rows.branch).for_each(|(x, y)| *x += y);
+        let seen = layer_kv..layer_kv + (*len + n) * c;
+        let kv = (&k[seen.clone()], &v[seen]); // (len + n, C) each
+        attend(att, qkv, kv, (n, n_head), (scores, probs)); // (n, C)
+        self.attn.c_proj.forward_cached(tape, branch, att, n); // (n, C)
+        x.iter_mut().zip(branch.iter()).for_each(|(x, y)| *x += y); // (n, C)
+        self.ln_2.forward_cached(tape, normed, x, zeros); // (n, C)
+        self.mlp.c_fc.forward_cached(tape, hidden, normed, n); // (n, 4C)
+        gelu_in_place(hidden); // (n, 4C)
+        self.mlp.c_proj.forward_cached(tape, branch, hidden, n); // (n, C)
+        x.iter_mut().zip(branch.iter()).for_each(|(x, y)| *x += y); // (n, C)
     }
+}
 
-    /// One position through a linear layer: out (oc) = w · x + bias.
-    fn linear(&self, out: &mut [f32], layer: &Linear, x: &[f32]) {
-        let bias = layer.bias.map(|b| self.tape.data(b));
-        matvec(out, self.tape.data(layer.weight), bias, x);
+impl Linear {
+    /// n rows through the layer without the tape: out (n, oc) = x (n, c) · weightᵀ + bias.
+    fn forward_cached(&self, tape: &Tape, out: &mut [f32], x: &[f32], n: usize) {
+        let bias = self.bias.map(|b| tape.data(b));
+        linear(out, x, tape.data(self.weight), bias, n);
     }
+}
 
-    /// n positions through a linear layer: out (n, oc) = x (n, c) · wᵀ + bias. A few rows
-    /// through a small layer (oc·c below the size where a matrix-vector product goes
-    /// parallel) take the row kernels (no packing, and the bits of one position at a
-    /// time); otherwise one GEMM, as the tape's
-    /// `matmul_forward` computes it, with the bias rows copied on this thread.
-    fn linear_rows(&self, out: &mut [f32], layer: &Linear, x: &[f32], n: usize) {
-        let (c, oc) = (x.len() / n, out.len() / n);
-        if n <= FEW_ROWS && oc * c < PARALLEL_MATVEC {
-            let bias = layer.bias.map(|b| self.tape.data(b));
-            matmul_rows(out, self.tape.data(layer.weight), bias, x, n);
-            return;
-        }
-        if let Some(bias) = layer.bias {
-            let bias = self.tape.data(bias);
-            out.chunks_exact_mut(oc).for_each(|row| row.copy_from_slice(bias));
-        }
-        let w = Mat::transposed(self.tape.data(layer.weight), c);
-        gemm(n, c, oc, Mat::rows(x, c), w, out, layer.bias.is_some());
-    }
-
-    /// A layer norm's gain and shift (`zeros` when the model has no biases).
-    fn norm_params<'a>(&'a self, norm: &LayerNorm, zeros: &'a [f32]) -> (&'a [f32], &'a [f32]) {
-        (self.tape.data(norm.weight), norm.bias.map_or(zeros, |b| self.tape.data(b)))
+impl LayerNorm {
+    /// Each row of x (n, C) normalised without the tape; `zeros` (C) stands in for the
+    /// shift of a model without biases.
+    fn forward_cached(&self, tape: &Tape, out: &mut [f32], x: &[f32], zeros: &[f32]) {
+        let shift = self.bias.map_or(zeros, |b| tape.data(b));
+        layernorm(out, x, (tape.data(self.weight), shift));
     }
 }
 
@@ -402,7 +302,7 @@ mod tests {
         // Wide enough that the matrix-vector products and the prefill's GEMMs run in parallel,
         // and long enough that a step's attention splits its heads across threads.
         let gpt = random_model(GptConfig { block_size: 100, ..config(192, true) }, 5);
-        const { assert!(100 * 192 >= crate::rows::PARALLEL_ATTEND) };
+        const { assert!(100 * 192 >= tensor::kernels::PARALLEL_ATTEND) };
         let run = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a thread pool");
             pool.install(|| {

@@ -5,7 +5,7 @@
 //!
 //! Files: `config.rs` (the config and sizes), `init.rs` (parameter names, shapes, layout
 //! and initialisation), `gpt.rs` (the model and its training forward), `kv_cache.rs`
-//! (incremental inference without the tape), `rows.rs` (its one-row kernels),
+//! (incremental inference without the tape, with `tensor::kernels`),
 //! `checkpoint.rs` (the file format), `testing.rs` (helpers for tests, here and in the
 //! crates that use the model).
 
@@ -14,7 +14,6 @@ mod config;
 mod gpt;
 pub mod init;
 mod kv_cache;
-mod rows;
 pub mod sampling;
 #[doc(hidden)]
 pub mod testing;

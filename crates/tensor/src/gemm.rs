@@ -44,6 +44,7 @@
 
 mod kernel;
 
+use crate::simd::{level, Level};
 use kernel::{Avx2Kernel, Avx512Kernel, Call, Kernel, Layout, PortableKernel, A_ROW_STRIDE};
 use rayon::prelude::*;
 use std::cell::Cell;
@@ -86,6 +87,11 @@ impl<'a> Mat<'a> {
 }
 
 /// An implementation of [`gemm`]; [`Backend::best`] picks the fastest this CPU supports.
+///
+/// The instruction set comes from [`crate::simd::level`], as for every kernel. The backend
+/// stays an enum beside it because it is more than an instruction set: each variant is a
+/// micro-kernel of its own shape (14×32 for AVX-512, 6×16 otherwise) or another library,
+/// and the GEMM benchmark and the tests force one to compare it with the others.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Backend {
     /// Our packed GEMM with the 14×32 AVX-512 micro-kernel.
@@ -114,15 +120,11 @@ impl Backend {
         }
     }
 
-    /// Whether this CPU can run the backend.
+    /// Whether this CPU can run the backend: the [`Level`] of [`crate::simd`] it needs.
     pub fn is_available(self) -> bool {
         match self {
-            #[cfg(target_arch = "x86_64")]
-            Backend::Avx512 => is_x86_feature_detected!("avx512f"),
-            #[cfg(target_arch = "x86_64")]
-            Backend::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
-            #[cfg(not(target_arch = "x86_64"))]
-            Backend::Avx512 | Backend::Avx2 => false,
+            Backend::Avx512 => level() >= Level::Avx512,
+            Backend::Avx2 => level() >= Level::Avx2Fma,
             Backend::Portable | Backend::MatrixMultiply => true,
         }
     }

@@ -1,6 +1,9 @@
 //! Quill's tensor crate: a contiguous row-major `f32` [`Tensor`], a reverse-mode
 //! autodiff [`Tape`], gradient storage ([`Grads`]), and every op as a forward/backward
-//! kernel pair over flat slices (see [`ops`]). Nothing here knows about GPTs.
+//! kernel pair over flat slices (see [`ops`]), the row kernels of inference with a KV
+//! cache, and the one choice of instruction set they all share (see [`simd`]). Nothing
+//! here knows about GPTs: a model writes its recipes with the tape's ops and with
+//! [`kernels`].
 //!
 //! The flow of one training step:
 //!
@@ -14,8 +17,10 @@
 pub mod gemm;
 pub mod gradcheck;
 pub mod grads;
+pub mod kernels;
 pub mod ops;
 pub mod rng;
+pub mod simd;
 pub mod tape;
 pub mod tensor;
 

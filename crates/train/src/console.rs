@@ -8,7 +8,6 @@ use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use model::GptConfig;
-use tensor::ops::attention::{probs_per_head, SAVE_PROBS_UP_TO};
 
 /// One optimizer step, as shown to the user.
 #[derive(Clone, Copy, Debug, Default)]
@@ -174,30 +173,12 @@ pub fn preflight(
         flops(c.flops_per_token() * total_tokens as f64),
         bytes(memory_estimate(c, batch_size)),
         bytes(16.0 * n_params as f64),
-        bytes(activation_bytes(c, batch_size)),
+        bytes(c.activation_bytes(batch_size)),
         run_dir.display()
     )
 }
 
-/// Bytes of activations kept for backward (an estimate: about 20 values per token per
-/// layer, plus logits and probabilities), the attention probabilities saved for short
-/// contexts, and the gradient buffers backward works in: the trainer's gradient store keeps
-/// an activation's gradient only until it is used, so a few of the widest at a time (about
-/// 16·n_embd values per token) and the logits'.
-fn activation_bytes(c: &GptConfig, batch_size: usize) -> f64 {
-    let tokens = (batch_size * c.block_size) as f64;
-    let per_token =
-        c.n_layer as f64 * (20.0 * c.n_embd as f64 + 2.0 * c.n_head as f64) + 3.0 * c.vocab_size as f64;
-    let probs = if c.block_size <= SAVE_PROBS_UP_TO {
-        batch_size * c.n_layer * c.n_head * probs_per_head(c.block_size)
-    } else {
-        0
-    };
-    let gradient_buffers = 16.0 * c.n_embd as f64 + c.vocab_size as f64;
-    4.0 * (tokens * (per_token + gradient_buffers) + probs as f64)
-}
-
 /// Weights, gradients, two AdamW moments (4 bytes each) and activations.
 fn memory_estimate(c: &GptConfig, batch_size: usize) -> f64 {
-    16.0 * c.num_params() as f64 + activation_bytes(c, batch_size)
+    16.0 * c.num_params() as f64 + c.activation_bytes(batch_size)
 }

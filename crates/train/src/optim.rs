@@ -5,12 +5,12 @@
 //! gradients in [`Grads`]. Weight decay follows nanoGPT's two groups: every parameter with
 //! two or more dimensions (embeddings and Linear weights) decays, biases and LayerNorm
 //! parameters do not. The update is one fused pass over every parameter, split into chunks
-//! of a fixed size that run in parallel (compiled for AVX2 where the CPU has it); it is
+//! of a fixed size that run in parallel (compiled for the CPU's widest vectors); it is
 //! elementwise, so neither the thread count nor the instruction set changes the result.
 
 use model::checkpoint::OptimizerState;
 use rayon::prelude::*;
-use tensor::ops::elementwise::simd;
+use tensor::kernels::{sum_squares, vectorised};
 use tensor::{Grads, Tape, TensorId};
 
 /// Elements per parallel task in the update and in the norm.
@@ -84,7 +84,7 @@ impl AdamW {
             work.extend(chunks.zip(g.chunks(CHUNK)).map(|(((p, m), v), g)| (p, m, v, g, decay_factor)));
         }
         work.into_par_iter().for_each(|(p, m, v, g, decay_factor)| {
-            simd(|| {
+            vectorised(|| {
                 for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
                     let g = g * grad_scale;
                     *m = beta1 * *m + (1.0 - beta1) * g;
@@ -134,23 +134,6 @@ pub fn grad_norm(tape: &Tape, grads: &Grads) -> f64 {
         (0..tape.n_params()).flat_map(|i| grads.get(TensorId(i)).chunks(CHUNK)).collect();
     let sums: Vec<f64> = chunks.into_par_iter().map(sum_squares).collect();
     sums.iter().sum::<f64>().sqrt()
-}
-
-/// Partial sums kept side by side in [`sum_squares`], so that the loop vectorises.
-const LANES: usize = 8;
-
-tensor::simd_dispatch!(fn sum_squares => sum_squares_body(g: &[f32]) -> f64);
-
-/// Σ g² in f64, in [`LANES`] interleaved partial sums added up in a fixed order.
-#[inline(always)]
-fn sum_squares_body(g: &[f32]) -> f64 {
-    let mut acc = [0.0f64; LANES];
-    let mut groups = g.chunks_exact(LANES);
-    for group in &mut groups {
-        acc.iter_mut().zip(group).for_each(|(s, &x)| *s += x as f64 * x as f64);
-    }
-    acc.iter_mut().zip(groups.remainder()).for_each(|(s, &x)| *s += x as f64 * x as f64);
-    acc.iter().sum()
 }
 
 /// The factor that scales gradients of norm `norm` down to `max_norm` (PyTorch's

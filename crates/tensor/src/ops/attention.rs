@@ -321,10 +321,10 @@ fn reused(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
 
 // The kernels above are plain loops over NR lanes, vectorised for the instruction set of
 // each variant.
-crate::simd_dispatch!(fn head_forward => head_forward_body(
+crate::simd::simd_dispatch!(fn head_forward => head_forward_body(
     y: SharedRows, lse_h: &mut [f32], probs_h: Option<&mut [f32]>, sc: &mut Scratch, head: &Head<'_>
 ));
-crate::simd_dispatch!(fn head_backward => head_backward_body(
+crate::simd::simd_dispatch!(fn head_backward => head_backward_body(
     dqkv: SharedRows, accumulate: bool, sc: &mut Scratch, head: &Head<'_>, dyb: &[f32], fwd: &Forward<'_>
 ));
 
@@ -652,6 +652,17 @@ pub fn attention_backward_reference(
 }
 
 impl Tape {
+    /// Values of the probabilities [`Tape::attention`] keeps for backward, on a tape that
+    /// records gradients, for qkv (b, t, 3c) split into `n_head` heads: P (b, nh, t, t
+    /// rounded up) when t ≤ [`SAVE_PROBS_UP_TO`], else none (backward recomputes them).
+    pub fn attention_saved_probs(b: usize, t: usize, n_head: usize) -> usize {
+        if t <= SAVE_PROBS_UP_TO {
+            b * n_head * probs_per_head(t)
+        } else {
+            0
+        }
+    }
+
     /// qkv (b, t, 3c) holding q, k, v side by side, each split into `n_head` heads → (b, t, c).
     pub fn attention(&mut self, qkv: TensorId, n_head: usize) -> TensorId {
         let shape = self.shape(qkv).to_vec();

@@ -8,47 +8,6 @@ use crate::tape::{Op, Record, Tape, TensorId};
 /// Elements per parallel task in elementwise kernels.
 pub const ELEM_CHUNK: usize = 16384;
 
-/// Runs `body`, compiled for AVX2 when the CPU has it: the same arithmetic (no fused
-/// multiply-adds) in wider vectors, so the same bits either way. For short loops (the
-/// reductions, the optimizer): `body` only gets AVX2 when LLVM inlines it into the
-/// wrapper, which it does not always do for long ones; give those a function of their own
-/// through [`crate::simd_dispatch!`] instead.
-#[inline(always)]
-pub fn simd<R>(body: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { avx2(body) };
-    }
-    body()
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn avx2<R>(body: impl FnOnce() -> R) -> R {
-    body()
-}
-
-/// Runs `body`, compiled for AVX2 + FMA when the CPU has them, for loops written with
-/// fused multiply-adds (`f32::mul_add`, which is one instruction there). Elsewhere the
-/// same loop runs with the library's exactly rounded `fmaf`: the same bits, slower. As
-/// with [`simd`], for short loops only.
-#[inline(always)]
-pub fn simd_fma<R>(body: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-        return unsafe { avx2_fma(body) };
-    }
-    body()
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn avx2_fma<R>(body: impl FnOnce() -> R) -> R {
-    body()
-}
-
 /// Partial sums kept side by side in [`lane_sum`].
 const LANES: usize = 16;
 
@@ -74,8 +33,9 @@ pub(crate) fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32
 /// The kernels over flat slices. They live in their own module because the tape's
 /// dispatcher already calls this file's `<op>_backward(record, ...)` functions.
 pub mod kernels {
-    use super::{simd_fma, ELEM_CHUNK};
+    use super::ELEM_CHUNK;
     use crate::ops::exp::{exp_with, madd};
+    use crate::simd::vectorised;
     use rayon::prelude::*;
 
     /// 2·√(2/π): GELU's 2u = x · (GELU_A + GELU_B · x²).
@@ -98,7 +58,7 @@ pub mod kernels {
     }
 
     /// GELU of one value, GPT-2's tanh approximation: x · σ(2u) = ½ · x · (1 + tanh u).
-    /// Fast inside [`simd_fma`].
+    /// Fast inside [`vectorised`] (which compiles the fused multiply-adds as instructions).
     #[inline(always)]
     pub fn gelu(x: f32) -> f32 {
         x * gelu_gate(x)
@@ -119,7 +79,7 @@ pub mod kernels {
     fn map_into(out: &mut [f32], x: &[f32], f: impl Fn(f32) -> f32 + Sync) {
         debug_assert_eq!(out.len(), x.len());
         out.par_chunks_mut(ELEM_CHUNK).zip(x.par_chunks(ELEM_CHUNK)).for_each(|(o, x)| {
-            simd_fma(|| o.iter_mut().zip(x).for_each(|(o, &x)| *o = f(x)));
+            vectorised(|| o.iter_mut().zip(x).for_each(|(o, &x)| *o = f(x)));
         });
     }
 
@@ -144,9 +104,9 @@ pub mod kernels {
             .for_each(|((dx, dout), x)| {
                 let terms = dx.iter_mut().zip(dout).zip(x);
                 if accumulate {
-                    simd_fma(|| terms.for_each(|((dx, &d), &x)| *dx += d * f(x)));
+                    vectorised(|| terms.for_each(|((dx, &d), &x)| *dx += d * f(x)));
                 } else {
-                    simd_fma(|| terms.for_each(|((dx, &d), &x)| *dx = d * f(x)));
+                    vectorised(|| terms.for_each(|((dx, &d), &x)| *dx = d * f(x)));
                 }
             });
     }

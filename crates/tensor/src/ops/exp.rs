@@ -6,8 +6,9 @@
 //! polynomial for eʳ, and 2ⁿ built from its exponent bits), which LLVM turns into SIMD
 //! code. Its relative error is about 2e-7, close to one rounding of `f32`.
 //!
-//! [`exp_sum`] is the one entry point; it runs an AVX2 build of the same loop when the CPU
-//! has it. No fused multiply-adds are used, so both builds give the same bits.
+//! [`exp_sum`] is the one entry point; it runs the widest build of the same loop the CPU
+//! has (see [`crate::simd`]). No fused multiply-adds are used, so every build gives the
+//! same bits.
 
 /// Elements handled together: the width of the partial sums in [`exp_sum`].
 const LANES: usize = 16;
@@ -31,7 +32,7 @@ pub fn exp(x: f32) -> f32 {
 }
 
 /// a · b + c: fused (one rounding, as `f32::mul_add`) when `FMA`, else a product then a sum.
-/// Fused code is fast only where the caller is compiled for FMA (see `elementwise::simd_fma`).
+/// Fused code is fast only where the caller is compiled for FMA (see [`crate::simd::vectorised`]).
 #[inline(always)]
 pub fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     if FMA {
@@ -64,27 +65,15 @@ pub fn exp_with<const FMA: bool>(x: f32) -> f32 {
     er * two_n
 }
 
-/// `xs[i] ← exp(scale · xs[i] − shift)` for every element; returns `Σ xs[i]` after the update.
-/// The sum runs in `LANES` partial sums combined in a fixed order, so it depends only on
-/// the values, not on the CPU's vector width.
-pub fn exp_sum(xs: &mut [f32], scale: f32, shift: f32) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { exp_sum_avx2(xs, scale, shift) };
-    }
-    exp_sum_portable(xs, scale, shift)
-}
-
-/// [`exp_sum_portable`] compiled for AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn exp_sum_avx2(xs: &mut [f32], scale: f32, shift: f32) -> f32 {
-    exp_sum_portable(xs, scale, shift)
-}
+crate::simd::simd_dispatch!(
+    /// `xs[i] ← exp(scale · xs[i] − shift)` for every element; returns `Σ xs[i]` after the
+    /// update. The sum runs in `LANES` partial sums combined in a fixed order, so it depends
+    /// only on the values, not on the CPU's vector width.
+    pub fn exp_sum => exp_sum_body(xs: &mut [f32], scale: f32, shift: f32) -> f32
+);
 
 #[inline(always)]
-fn exp_sum_portable(xs: &mut [f32], scale: f32, shift: f32) -> f32 {
+fn exp_sum_body(xs: &mut [f32], scale: f32, shift: f32) -> f32 {
     let mut acc = [0.0f32; LANES];
     let mut chunks = xs.chunks_exact_mut(LANES);
     for chunk in &mut chunks {
@@ -137,7 +126,7 @@ mod tests {
     fn simd_and_portable_builds_give_the_same_bits() {
         let xs: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.37).sin() * 30.0).collect();
         let (mut a, mut b) = (xs.clone(), xs);
-        let (sa, sb) = (exp_sum(&mut a, 0.7, 2.0), exp_sum_portable(&mut b, 0.7, 2.0));
+        let (sa, sb) = (exp_sum(&mut a, 0.7, 2.0), exp_sum_body(&mut b, 0.7, 2.0));
         assert_eq!(sa.to_bits(), sb.to_bits());
         assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
     }

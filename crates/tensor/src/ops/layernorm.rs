@@ -41,7 +41,7 @@ pub fn layernorm_forward(
         .for_each(|((out, x), saved)| normalize_rows(out, x, (gamma, beta), saved));
 }
 
-crate::simd_dispatch!(fn normalize_rows => normalize_rows_body(
+crate::simd::simd_dispatch!(fn normalize_rows => normalize_rows_body(
     out: &mut [f32], x: &[f32], affine: (&[f32], &[f32]), saved: (&mut [f32], &mut [f32])
 ));
 
@@ -131,7 +131,7 @@ pub fn layernorm_backward(
     }
 }
 
-crate::simd_dispatch!(fn input_grad_rows => input_grad_rows_body(
+crate::simd::simd_dispatch!(fn input_grad_rows => input_grad_rows_body(
     dx: &mut [f32], accumulate: bool, dout: &[f32], x: &[f32], gamma: &[f32], saved: (&[f32], &[f32]),
     dnorm: &mut [f32]
 ));
@@ -165,7 +165,7 @@ fn input_grad_rows_body(
     }
 }
 
-crate::simd_dispatch!(fn param_grad_rows => param_grad_rows_body(
+crate::simd::simd_dispatch!(fn param_grad_rows => param_grad_rows_body(
     dg: &mut [f32], db: &mut [f32], dout: &[f32], x: &[f32], saved: (&[f32], &[f32])
 ));
 

@@ -1,4 +1,4 @@
-//! Sum and mean of all elements. The elements are summed in chunks of
+//! Sum and mean of all elements, and the sum of squares a gradient norm needs. The elements are summed in chunks of
 //! [`REDUCE_CHUNK`](crate::ops::REDUCE_CHUNK) (in f32 lanes inside a chunk), and the chunk
 //! sums are added in f64, in order, so the result does not depend on the thread count.
 
@@ -9,15 +9,16 @@ use crate::tape::{Op, Record, Tape, TensorId};
 /// dispatcher already calls this file's `sum_backward(record, ...)` and
 /// `mean_backward(record, ...)`.
 pub mod kernels {
-    use crate::ops::elementwise::{lane_sum, simd, ELEM_CHUNK};
+    use crate::ops::elementwise::{lane_sum, ELEM_CHUNK};
     use crate::ops::REDUCE_CHUNK;
+    use crate::simd::vectorised;
     use rayon::prelude::*;
 
     /// Σ_i x_i in f64: chunks of REDUCE_CHUNK summed in f32 lanes, chunk sums added in order.
     fn total(x: &[f32]) -> f64 {
         let partials: Vec<f64> = x
             .par_chunks(REDUCE_CHUNK)
-            .map(|chunk| simd(|| lane_sum(chunk, chunk, |v, _| v)) as f64)
+            .map(|chunk| vectorised(|| lane_sum(chunk, chunk, |v, _| v)) as f64)
             .collect();
         partials.iter().sum()
     }
@@ -41,6 +42,27 @@ pub mod kernels {
     pub fn mean_backward(dx: &mut [f32], dout: f32) {
         let d = dout / dx.len().max(1) as f32;
         dx.par_chunks_mut(ELEM_CHUNK).for_each(|dx| dx.iter_mut().for_each(|g| *g += d));
+    }
+
+    /// Partial sums kept side by side in [`sum_squares`], so that the loop vectorises.
+    const SQUARE_LANES: usize = 8;
+
+    crate::simd::simd_dispatch!(
+        /// Σ_i x_i² in f64, on this thread, in `SQUARE_LANES` = 8 interleaved partial sums
+        /// added up in a fixed order: x: (n)  →  a scalar. The optimizer's gradient norm
+        /// sums fixed chunks with it, so the thread count does not change the norm.
+        pub fn sum_squares => sum_squares_body(x: &[f32]) -> f64
+    );
+
+    #[inline(always)]
+    fn sum_squares_body(x: &[f32]) -> f64 {
+        let mut acc = [0.0f64; SQUARE_LANES];
+        let mut groups = x.chunks_exact(SQUARE_LANES);
+        for group in &mut groups {
+            acc.iter_mut().zip(group).for_each(|(s, &v)| *s += v as f64 * v as f64);
+        }
+        acc.iter_mut().zip(groups.remainder()).for_each(|(s, &v)| *s += v as f64 * v as f64);
+        acc.iter().sum()
     }
 }
 

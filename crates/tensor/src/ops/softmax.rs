@@ -3,9 +3,10 @@
 //! Backward needs only the op's own output.
 
 use crate::grads::Grads;
-use crate::ops::elementwise::{lane_sum, simd};
+use crate::ops::elementwise::lane_sum;
 use crate::ops::exp::{exp_sum, max};
 use crate::ops::{rows_cols, ROW_CHUNK};
+use crate::simd::vectorised;
 use crate::tape::{Op, Record, Tape, TensorId};
 use rayon::prelude::*;
 
@@ -21,7 +22,7 @@ pub fn softmax_forward(out: &mut [f32], x: &[f32], n: usize, c: usize) {
             out.copy_from_slice(x);
             let sum = exp_sum(out, 1.0, max(x));
             let inv = 1.0 / sum;
-            simd(|| out.iter_mut().for_each(|o| *o *= inv));
+            vectorised(|| out.iter_mut().for_each(|o| *o *= inv));
         }
     });
 }
@@ -40,7 +41,7 @@ pub fn softmax_backward(dx: &mut [f32], dout: &[f32], out: &[f32], n: usize, c: 
         .for_each(|((dx, dout), out)| input_grad_rows(dx, dout, out, c));
 }
 
-crate::simd_dispatch!(fn input_grad_rows => input_grad_rows_body(dx: &mut [f32], dout: &[f32], out: &[f32], c: usize));
+crate::simd::simd_dispatch!(fn input_grad_rows => input_grad_rows_body(dx: &mut [f32], dout: &[f32], out: &[f32], c: usize));
 
 /// dx of a chunk of rows (see [`softmax_backward`]).
 #[inline(always)]

@@ -1,26 +1,44 @@
-//! Row kernels of the KV-cache inference path: layer norm, GELU and softmax of one row,
-//! one query row of causal attention over the cache, the matrix-vector product of a
-//! linear layer at batch 1, and the same product for a few rows at once (a prefill).
+//! Row kernels of inference with a KV cache, the mirror of the tape's kernels for a few
+//! new positions: layer norm and GELU of rows, causal attention of new rows over the
+//! cached keys and values, and a linear layer as a matrix-vector product (one row), as
+//! row kernels (a few rows of a small layer) or as one GEMM.
 //!
-//! They compute what the tape's kernels do, for one row: the tape's kernels fork onto the
+//! They compute what the tape's kernels do, row by row: the tape's kernels fork onto the
 //! thread pool on every call, which for a single row of a small model costs more than the
 //! arithmetic. Only large pieces of work are split across threads: a wide layer's
 //! matrix-vector product by fixed chunks of output rows, a few rows' products by fixed
-//! chunks of rows, and attention over a long cache by head. Each output element is
-//! computed whole on one thread, by the same instructions whatever the thread count.
+//! chunks of rows, and attention over a long cache by head (one row) or by row (several).
+//! Each output element is computed whole on one thread, by the same instructions whatever
+//! the thread count.
 //!
 //! The matrix-vector product streams the weights once per token; four rows at a time share
 //! each load of `x`, and every row's dot product is the same chain of fused multiply-adds
-//! whichever group it falls in, so results do not depend on the row grouping either.
+//! whichever group it falls in, so results do not depend on the row grouping either. Its
+//! inner loops are AVX2 + FMA intrinsics, run by the AVX2 and AVX-512 variants of
+//! [`crate::simd`] (the same instructions, so the same bits), and a portable loop elsewhere.
+//! A body's `FMA` parameter is true only in those two variants, which run only where the
+//! CPU has AVX2 and FMA: that is what makes its calls to the `_avx2` functions sound.
 
 use rayon::prelude::*;
-use tensor::ops::elementwise::kernels::gelu;
-use tensor::ops::exp::exp;
-use tensor::ops::layernorm::EPS;
 
-/// Layer norm of one row (the tape's `layernorm` for n = 1, without rayon):
-/// out = (x − mean) / √(var + EPS) · gain + shift.  x, gain, shift: (C).
-pub(crate) fn layernorm(out: &mut [f32], x: &[f32], (gain, shift): (&[f32], &[f32])) {
+use crate::gemm::{gemm, Mat};
+use crate::ops::elementwise::kernels::gelu;
+use crate::ops::exp::exp;
+use crate::ops::layernorm::EPS;
+use crate::simd::simd_dispatch;
+
+/// Layer norm of each row of x (the tape's `layernorm`, row by row, without rayon):
+/// out = (x − mean) / √(var + EPS) · gain + shift.  x, out: (n, C)  gain, shift: (C).
+pub fn layernorm(out: &mut [f32], x: &[f32], (gain, shift): (&[f32], &[f32])) {
+    let c = gain.len();
+    debug_assert!(out.len() == x.len() && x.len().is_multiple_of(c.max(1)) && shift.len() == c);
+    for (out, x) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+        layernorm_row(out, x, (gain, shift));
+    }
+}
+
+/// Layer norm of one row.  x, out, gain, shift: (C).
+fn layernorm_row(out: &mut [f32], x: &[f32], (gain, shift): (&[f32], &[f32])) {
     let c = x.len() as f32;
     let mean = x.iter().sum::<f32>() / c;
     let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / c;
@@ -30,16 +48,19 @@ pub(crate) fn layernorm(out: &mut [f32], x: &[f32], (gain, shift): (&[f32], &[f3
     }
 }
 
-tensor::simd_dispatch!(pub(crate) fn gelu_in_place => gelu_in_place_body(xs: &mut [f32]));
+simd_dispatch!(
+    /// `xs[i] ← gelu(xs[i])` for every element: the tape's GELU (the same bits), vectorised,
+    /// with fused multiply-adds where the CPU has them.
+    pub fn gelu_in_place => gelu_in_place_body(xs: &mut [f32])
+);
 
-/// xs[i] ← gelu(xs[i]) for every element: the tape's GELU (the same bits), vectorised, with
-/// fused multiply-adds where the CPU has them.
 #[inline(always)]
 fn gelu_in_place_body(xs: &mut [f32]) {
     xs.iter_mut().for_each(|x| *x = gelu(*x));
 }
 
 /// probs = softmax(scores), one row, the maximum subtracted first.
+#[inline(always)]
 fn softmax(probs: &mut [f32], scores: &[f32]) {
     let max = scores.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     let mut sum = 0.0;
@@ -51,15 +72,65 @@ fn softmax(probs: &mut [f32], scores: &[f32]) {
     probs.iter_mut().for_each(|p| *p *= inv);
 }
 
-/// One query row of causal attention, every head: for head h,
-/// out_h = softmax(q_h · K_hᵀ / √hs) · V_h over the `keys.len() / C` cached positions.
-/// q, out: (C), heads side by side; keys, values: (positions, C);
-/// scores, probs: scratch of at least `positions` values.
-pub(crate) fn attend(
+/// Caches at least this large (positions · C) run a single row's heads in parallel when
+/// the caller is one of the pool's threads (inside `tensor::on_pool`, where the other
+/// workers are awake and a fork costs microseconds).
+pub const PARALLEL_ATTEND: usize = 1 << 14;
+
+/// New rows per parallel task when [`attend`] is given several.
+const ATTEND_ROWS: usize = 8;
+
+/// Causal attention of n new rows over the cache: row i is position `positions − n + i`
+/// and sees the positions up to its own; for head h,
+/// out_h = softmax(q_h · K_hᵀ / √hs) · V_h.
+/// out: (n, C), heads side by side; qkv: (n, 3C), q first; keys, values: (positions, C),
+/// the new rows' own keys and values included; scores, probs: scratch of n_head · stride
+/// values each, stride at least the positions.
+///
+/// One row splits its heads across threads once the cache holds [`PARALLEL_ATTEND`]
+/// values (in the given scratch, one stride per head); several rows go through the pool
+/// in fixed blocks of rows, each block with scratch of its own. Every head of every row
+/// is computed by the same instructions either way.
+pub fn attend(
+    out: &mut [f32],
+    qkv: &[f32],
+    (keys, values): (&[f32], &[f32]),
+    (n, n_head): (usize, usize),
+    scratch: (&mut [f32], &mut [f32]),
+) {
+    let c = out.len() / n;
+    assert!(
+        out.len() == n * c && qkv.len() == 3 * n * c && keys.len() == values.len() && keys.len() >= n * c,
+        "attend: out {} values, qkv {}, keys {}, values {} for n = {n}, c = {c}",
+        out.len(),
+        qkv.len(),
+        keys.len(),
+        values.len()
+    );
+    if n == 1 {
+        return attend_heads(out, &qkv[..c], (keys, values), n_head, scratch);
+    }
+    let positions = keys.len() / c;
+    let first = positions - n;
+    let attend_block =
+        |(scores, probs): &mut (Vec<f32>, Vec<f32>), i0: usize, out: &mut [f32], qkv: &[f32]| {
+            for (i, (out, qkv)) in out.chunks_exact_mut(c).zip(qkv.chunks_exact(3 * c)).enumerate() {
+                let seen = (first + i0 + i + 1) * c;
+                attend_row(out, &qkv[..c], (&keys[..seen], &values[..seen]), n_head, (scores, probs));
+            }
+        };
+    out.par_chunks_mut(ATTEND_ROWS * c).zip(qkv.par_chunks(ATTEND_ROWS * 3 * c)).enumerate().for_each_init(
+        || (vec![0.0; positions], vec![0.0; positions]),
+        |scratch, (b, (out, qkv))| attend_block(scratch, b * ATTEND_ROWS, out, qkv),
+    );
+}
+
+/// One query row q (C) over every cached position, head after head, on this thread.
+/// scores, probs: scratch of at least the positions.
+fn attend_row(
     out: &mut [f32],
     q: &[f32],
-    keys: &[f32],
-    values: &[f32],
+    (keys, values): (&[f32], &[f32]),
     n_head: usize,
     (scores, probs): (&mut [f32], &mut [f32]),
 ) {
@@ -69,24 +140,19 @@ pub(crate) fn attend(
     }
 }
 
-/// Caches at least this large (positions · C) run [`attend_heads`]'s heads in parallel
-/// when the caller is one of the pool's threads (inside `tensor::on_pool`, where the other
-/// workers are awake and a fork costs microseconds).
-pub(crate) const PARALLEL_ATTEND: usize = 1 << 14;
-
-/// [`attend`] with the heads split across threads once the cache holds at least
-/// [`PARALLEL_ATTEND`] values and this thread is one of the pool's; each head is computed
-/// by the same instructions either way. scores, probs: scratch of n_head · `stride` values
-/// (one `stride` per head), `stride` at least the positions.
-pub(crate) fn attend_heads(
+/// [`attend_row`] with the heads split across threads once the cache holds at least
+/// [`PARALLEL_ATTEND`] values and this thread is one of the pool's. scores, probs:
+/// n_head · stride values each (one stride per head), stride at least the positions.
+fn attend_heads(
     out: &mut [f32],
     q: &[f32],
     (keys, values): (&[f32], &[f32]),
     n_head: usize,
-    (scores, probs, stride): (&mut [f32], &mut [f32], usize),
+    (scores, probs): (&mut [f32], &mut [f32]),
 ) {
+    let stride = scores.len() / n_head;
     if keys.len() < PARALLEL_ATTEND || rayon::current_thread_index().is_none() {
-        return attend(out, q, keys, values, n_head, (&mut scores[..stride], &mut probs[..stride]));
+        return attend_row(out, q, (keys, values), n_head, (&mut scores[..stride], &mut probs[..stride]));
     }
     let hs = q.len() / n_head;
     let (scores, probs) = (&mut scores[..n_head * stride], &mut probs[..n_head * stride]);
@@ -96,42 +162,22 @@ pub(crate) fn attend_heads(
         .for_each(|(h, (out, (s, p)))| attend_head(out, h, q, (keys, values), (s, p)));
 }
 
-/// Head h of [`attend`]: out (hs) = softmax(q_h · K_hᵀ / √hs) · V_h, compiled for AVX2 +
-/// FMA where the CPU has them. The weighted sum of values is a chain of fused
-/// multiply-adds either way, so the bits are the same (elsewhere each is a call to the
-/// library's `fmaf`: right, but slow on CPUs without FMA).
-fn attend_head(
-    out: &mut [f32],
-    h: usize,
-    q: &[f32],
-    kv: (&[f32], &[f32]),
-    scratch: (&mut [f32], &mut [f32]),
-) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
-        // SAFETY: the CPU supports AVX2 and FMA, checked above.
-        unsafe { attend_head_avx2(out, h, q, kv, scratch) };
-        return;
-    }
-    attend_head_body(out, h, q, kv, scratch);
-}
+simd_dispatch!(
+    /// Head h of [`attend_row`]: out (hs) = softmax(q_h · K_hᵀ / √hs) · V_h. The weighted
+    /// sum of values is a chain of fused multiply-adds in every variant, so the bits are
+    /// the same (in the portable one each is a call to the library's `fmaf`: right, but
+    /// slow on CPUs without FMA).
+    fn attend_head => attend_head_body::<FMA>(
+        out: &mut [f32],
+        h: usize,
+        q: &[f32],
+        kv: (&[f32], &[f32]),
+        scratch: (&mut [f32], &mut [f32]),
+    )
+);
 
-/// [`attend_head_body`] compiled for AVX2 + FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn attend_head_avx2(
-    out: &mut [f32],
-    h: usize,
-    q: &[f32],
-    kv: (&[f32], &[f32]),
-    scratch: (&mut [f32], &mut [f32]),
-) {
-    attend_head_body(out, h, q, kv, scratch);
-}
-
-/// The arithmetic of [`attend_head`], inlined into each of its two compilations.
 #[inline(always)]
-fn attend_head_body(
+fn attend_head_body<const FMA: bool>(
     out: &mut [f32],
     h: usize,
     q: &[f32],
@@ -144,7 +190,7 @@ fn attend_head_body(
     let (scores, probs) = (&mut scores[..positions], &mut probs[..positions]);
     let q = &q[h * hs..][..hs];
     for (s, k) in scores.iter_mut().zip(keys.chunks_exact(c)) {
-        *s = scale * dot(q, &k[h * hs..][..hs]);
+        *s = scale * dot_body::<FMA>(q, &k[h * hs..][..hs]);
     }
     softmax(probs, scores);
     out.fill(0.0);
@@ -155,13 +201,40 @@ fn attend_head_body(
     }
 }
 
-/// Matrix-vector products at least this large (oc·c) split their rows across threads.
-pub(crate) const PARALLEL_MATVEC: usize = 1 << 17;
+/// Linear layers at least this large (oc·c) split a matrix-vector product's rows across
+/// threads, and take the GEMM rather than the row kernels for several rows.
+pub const PARALLEL_MATVEC: usize = 1 << 17;
 /// Output rows per parallel task (a multiple of the 4-row group).
 const MATVEC_ROWS: usize = 64;
 
+/// Linear layers with at most this many input rows, and small weights (oc·c below
+/// [`PARALLEL_MATVEC`]), go through [`matmul_rows`] rather than a GEMM.
+const FEW_ROWS: usize = 64;
+
+/// Rows of x per parallel task in [`matmul_rows`].
+const ROWS_PER_TASK: usize = 8;
+
+/// n new positions through a linear layer: out (n, oc) = x (n, c) · wᵀ + bias.
+/// w: (oc, c), bias: (oc). One row is a matrix-vector product ([`matvec`]); a few rows
+/// through a small layer take the row kernels ([`matmul_rows`]: no packing, and the bits
+/// of one row at a time); otherwise one GEMM, as the tape's `matmul_forward` computes it,
+/// with the bias rows copied on this thread.
+pub fn linear(out: &mut [f32], x: &[f32], w: &[f32], bias: Option<&[f32]>, n: usize) {
+    let (c, oc) = (x.len() / n, out.len() / n);
+    if n == 1 {
+        return matvec(out, w, bias, x);
+    }
+    if n <= FEW_ROWS && oc * c < PARALLEL_MATVEC {
+        return matmul_rows(out, w, bias, x, n);
+    }
+    if let Some(bias) = bias {
+        out.chunks_exact_mut(oc).for_each(|row| row.copy_from_slice(bias));
+    }
+    gemm(n, c, oc, Mat::rows(x, c), Mat::transposed(w, c), out, bias.is_some());
+}
+
 /// out (oc) = w (oc, c) · x (c) + bias (oc).
-pub(crate) fn matvec(out: &mut [f32], w: &[f32], bias: Option<&[f32]>, x: &[f32]) {
+pub fn matvec(out: &mut [f32], w: &[f32], bias: Option<&[f32]>, x: &[f32]) {
     let c = x.len();
     debug_assert!(w.len() == out.len() * c);
     if out.len() * c < PARALLEL_MATVEC {
@@ -176,19 +249,12 @@ pub(crate) fn matvec(out: &mut [f32], w: &[f32], bias: Option<&[f32]>, x: &[f32]
     }
 }
 
-/// Matrix products with at most this many input rows, and small weights (oc·c below
-/// [`PARALLEL_MATVEC`]), go through [`matmul_rows`] rather than a GEMM.
-pub(crate) const FEW_ROWS: usize = 64;
-
-/// Rows of x per parallel task in [`matmul_rows`].
-const ROWS_PER_TASK: usize = 8;
-
 /// out (n, oc) = x (n, c) · wᵀ + bias for a few rows of x, without packing: each group of
 /// four weight rows is loaded into L1 once and dotted with every row of x (of a task's
-/// [`ROWS_PER_TASK`] rows, when n is large enough to split across threads). Each element
+/// `ROWS_PER_TASK` = 8 rows, when n is large enough to split across threads). Each element
 /// is computed by exactly the instructions [`matvec`] uses for it, so feeding rows
 /// together gives the bits of feeding them one at a time, whatever the thread count.
-pub(crate) fn matmul_rows(out: &mut [f32], w: &[f32], bias: Option<&[f32]>, x: &[f32], n: usize) {
+pub fn matmul_rows(out: &mut [f32], w: &[f32], bias: Option<&[f32]>, x: &[f32], n: usize) {
     let (c, oc) = (x.len() / n, out.len() / n);
     assert!(
         x.len() == n * c && out.len() == n * oc && w.len() == oc * c,
@@ -211,18 +277,23 @@ pub(crate) fn matmul_rows(out: &mut [f32], w: &[f32], bias: Option<&[f32]>, x: &
     }
 }
 
-/// out (n, oc) = x (n, c) · wᵀ, weight group outermost: four weight rows at a time where the
-/// CPU has AVX2 + FMA, each group dotted with every row of x while it is in L1.
-fn products_rows(out: &mut [f32], w: &[f32], x: &[f32], c: usize) {
-    let oc = w.len() / c;
+simd_dispatch!(
+    /// out (n, oc) = x (n, c) · wᵀ, weight group outermost: four weight rows at a time
+    /// with AVX2 + FMA, each group dotted with every row of x while it is in L1.
+    fn products_rows => products_rows_body::<FMA>(out: &mut [f32], w: &[f32], x: &[f32], c: usize)
+);
+
+#[inline(always)]
+fn products_rows_body<const FMA: bool>(out: &mut [f32], w: &[f32], x: &[f32], c: usize) {
     #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
-        // SAFETY: the CPU supports AVX2 and FMA, checked above.
+    if FMA {
+        // SAFETY: FMA holds only where the CPU has AVX2 and FMA (see the module comment).
         unsafe { products_rows_avx2(out, w, x, c) };
         return;
     }
+    let oc = w.len() / c;
     for (out, x) in out.chunks_exact_mut(oc).zip(x.chunks_exact(c)) {
-        matvec_rows(out, w, x);
+        matvec_rows_body::<FMA>(out, w, x);
     }
 }
 
@@ -252,15 +323,20 @@ unsafe fn products_rows_avx2(out: &mut [f32], w: &[f32], x: &[f32], c: usize) {
     }
 }
 
-/// out[o] = w[o, :] · x for a block of rows, four at a time where the CPU has AVX2 + FMA.
-fn matvec_rows(out: &mut [f32], w: &[f32], x: &[f32]) {
+simd_dispatch!(
+    /// out[o] = w[o, :] · x for a block of rows, four at a time with AVX2 + FMA.
+    fn matvec_rows => matvec_rows_body::<FMA>(out: &mut [f32], w: &[f32], x: &[f32])
+);
+
+#[inline(always)]
+fn matvec_rows_body<const FMA: bool>(out: &mut [f32], w: &[f32], x: &[f32]) {
     let c = x.len();
     #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
+    if FMA {
         let mut groups = out.chunks_exact_mut(4);
         let mut rows = w.chunks_exact(4 * c);
         for (o, w) in (&mut groups).zip(&mut rows) {
-            // SAFETY: the CPU supports AVX2 and FMA, checked above.
+            // SAFETY: FMA holds only where the CPU has AVX2 and FMA (see the module comment).
             unsafe { dot4_avx2(o, w, x) };
         }
         for (o, row) in groups.into_remainder().iter_mut().zip(rows.remainder().chunks_exact(c)) {
@@ -274,17 +350,17 @@ fn matvec_rows(out: &mut [f32], w: &[f32], x: &[f32]) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-fn has_avx2_fma() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-}
+simd_dispatch!(
+    /// Σ a·b: with AVX2 and FMA where the CPU has them, else portably.
+    pub fn dot => dot_body::<FMA>(a: &[f32], b: &[f32]) -> f32
+);
 
-/// Σ a·b: with AVX2 and FMA where the CPU has them, else portably.
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+#[inline(always)]
+fn dot_body<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
-        // SAFETY: the CPU supports the features `dot_avx2` is compiled for.
+    if FMA {
+        // SAFETY: FMA holds only where the CPU has AVX2 and FMA (see the module comment).
         return unsafe { dot_avx2(a, b) };
     }
     dot_portable(a, b)

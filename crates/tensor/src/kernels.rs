@@ -1,0 +1,8 @@
+//! The kernels a model calls outside the tape: its inference path with a KV cache (layer
+//! norm, linear layers, causal attention over the cache, GELU, from [`crate::ops::rows`])
+//! and the optimizer's reductions. This is the whole public set for those callers; the
+//! tape's own kernels stay behind its ops.
+
+pub use crate::ops::reduce::kernels::sum_squares;
+pub use crate::ops::rows::{attend, gelu_in_place, layernorm, linear, PARALLEL_ATTEND, PARALLEL_MATVEC};
+pub use crate::simd::vectorised;
