@@ -15,11 +15,13 @@ pub mod gemm;
 pub mod gradcheck;
 pub mod grads;
 pub mod ops;
+pub mod pool;
 pub mod rng;
 pub mod tape;
 pub mod tensor;
 
 pub use grads::Grads;
+pub use pool::on_pool;
 pub use rng::Rng;
-pub use tape::{on_pool, Op, Record, Tape, TensorId};
+pub use tape::{Op, Record, Tape, TensorId};
 pub use tensor::Tensor;

@@ -13,13 +13,12 @@
 //! first contribution to a gradient overwrites its buffer, later ones add (`+=`), so a
 //! tensor used twice simply receives two contributions.
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::grads::Grads;
 use crate::ops;
+use crate::pool::on_pool;
 use crate::tensor::Tensor;
 
 /// The index of a tensor in its tape's arena.
@@ -197,67 +196,6 @@ impl Op {
             Op::Reshape { .. } => "reshape",
             Op::Transpose12 { .. } => "transpose12",
         }
-    }
-}
-
-/// Runs `f` on a worker thread of the current rayon pool (inline when already on one)
-/// and returns its result. Wrap a whole forward or backward pass in it.
-///
-/// A pass is a chain of short parallel ops, each a fork and a join. An idle rayon worker
-/// goes to sleep within microseconds, and waking it costs tens of microseconds, about as
-/// much as a small op's work. So while `f` runs, every other worker of the pool stays
-/// awake: it runs a task that takes whatever work appears (`rayon::yield_now`) and spins
-/// in between, until `f` returns. A worker that is itself inside an `on_pool` body does
-/// not spin for another one (two such workers could each wait for the other's body to
-/// finish); it returns to its own work.
-pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    if IN_POOL_BODY.get() > 0 {
-        // Already inside a body on this thread: the other workers are spinning for it.
-        return f();
-    }
-    let done = AtomicBool::new(false);
-    rayon::scope(|scope| {
-        for _ in 1..rayon::current_num_threads() {
-            let done = &done;
-            scope.spawn(move |_| {
-                if IN_POOL_BODY.get() > 0 {
-                    return;
-                }
-                while !done.load(Ordering::Acquire) {
-                    if let Some(rayon::Yield::Idle) = rayon::yield_now() {
-                        std::hint::spin_loop();
-                    }
-                }
-            });
-        }
-        // Set on the way out even if `f` panics, or the spinning workers would never stop.
-        let _stop = StopOnDrop(&done);
-        IN_POOL_BODY.set(IN_POOL_BODY.get() + 1);
-        let _depth = LeaveBodyOnDrop;
-        f()
-    })
-}
-
-thread_local! {
-    /// How many `on_pool` bodies this thread is running (nested ones count).
-    static IN_POOL_BODY: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Sets its flag when dropped.
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Release);
-    }
-}
-
-/// Leaves an `on_pool` body when dropped.
-struct LeaveBodyOnDrop;
-
-impl Drop for LeaveBodyOnDrop {
-    fn drop(&mut self) {
-        IN_POOL_BODY.set(IN_POOL_BODY.get() - 1);
     }
 }
 
