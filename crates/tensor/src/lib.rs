@@ -16,12 +16,14 @@ pub mod gradcheck;
 pub mod grads;
 pub mod ops;
 pub mod pool;
+pub mod profile;
 pub mod rng;
 pub mod tape;
 pub mod tensor;
 
 pub use grads::Grads;
 pub use pool::on_pool;
+pub use profile::Profile;
 pub use rng::Rng;
 pub use tape::{Op, Record, Tape, TensorId};
 pub use tensor::Tensor;

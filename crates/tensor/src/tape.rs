@@ -13,12 +13,10 @@
 //! first contribution to a gradient overwrites its buffer, later ones add (`+=`), so a
 //! tensor used twice simply receives two contributions.
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
 use crate::grads::Grads;
 use crate::ops;
 use crate::pool::on_pool;
+use crate::profile::{BackwardTimer, Profiler};
 use crate::tensor::Tensor;
 
 /// The index of a tensor in its tape's arena.
@@ -146,32 +144,10 @@ pub struct Tape {
     /// steps so that recording reuses their vectors instead of allocating.
     records: Vec<Record>,
     n_records: usize,
-    /// Time per op kind, when profiling is on (see [`Tape::set_profiling`]). Behind a
-    /// mutex so that `backward(&self)` can add to it.
-    profile: Mutex<Option<Profile>>,
+    /// Time per op kind, when profiling is on (see [`Tape::set_profiling`]).
+    pub(crate) profiler: Profiler,
     /// While set, no op output needs a gradient (see [`Tape::set_no_grad`]).
     no_grad: bool,
-}
-
-/// Wall time spent in each kind of op, forward and backward, summed over steps.
-#[derive(Clone, Debug, Default)]
-pub struct Profile {
-    /// (op name, forward time, backward time, calls), in first-seen order.
-    pub ops: Vec<(&'static str, Duration, Duration, u64)>,
-    last_record: Option<Instant>,
-}
-
-impl Profile {
-    fn entry(&mut self, name: &'static str) -> &mut (&'static str, Duration, Duration, u64) {
-        let i = match self.ops.iter().position(|e| e.0 == name) {
-            Some(i) => i,
-            None => {
-                self.ops.push((name, Duration::ZERO, Duration::ZERO, 0));
-                self.ops.len() - 1
-            }
-        };
-        &mut self.ops[i]
-    }
 }
 
 impl Op {
@@ -247,25 +223,7 @@ impl Tape {
     pub fn reset(&mut self) {
         self.len = self.n_params;
         self.n_records = 0;
-        if let Some(p) = self.profile_mut() {
-            p.last_record = Some(Instant::now());
-        }
-    }
-
-    fn profile_mut(&mut self) -> Option<&mut Profile> {
-        self.profile.get_mut().unwrap_or_else(|e| e.into_inner()).as_mut()
-    }
-
-    /// Turns per-op timing on or off. Forward time is measured from one record to the
-    /// next (so it includes the caller's work between ops); backward time per dispatch.
-    pub fn set_profiling(&mut self, on: bool) {
-        self.profile =
-            Mutex::new(on.then(|| Profile { last_record: Some(Instant::now()), ..Profile::default() }));
-    }
-
-    /// A copy of the profile gathered so far, when profiling is on.
-    pub fn profile(&self) -> Option<Profile> {
-        self.profile.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.profiler.restart();
     }
 
     pub fn value(&self, id: TensorId) -> &Tensor {
@@ -359,14 +317,7 @@ impl Tape {
     }
 
     pub fn record(&mut self, op: Op, inputs: &[TensorId], output: TensorId, saved: &[TensorId], ids: &[u32]) {
-        if let Some(p) = self.profile_mut() {
-            let now = Instant::now();
-            let since = now - p.last_record.unwrap_or(now);
-            let e = p.entry(op.name());
-            e.1 += since;
-            e.3 += 1;
-            p.last_record = Some(now);
-        }
+        self.profiler.forward(op.name());
         if self.needs_grad[output.0] {
             if self.n_records == self.records.len() {
                 let empty = Record { op: op.clone(), inputs: vec![], output, saved: vec![], ids: vec![] };
@@ -402,21 +353,12 @@ impl Tape {
     /// Runs on a thread of the current rayon pool (see [`on_pool`]).
     pub fn backward_from(&self, output: TensorId, dout: &[f32], grads: &mut Grads) {
         on_pool(|| {
-            let mut guard = self.profile.lock().unwrap_or_else(|e| e.into_inner());
-            self.backward_records(output, dout, grads, guard.as_mut());
-            if let Some(p) = guard.as_mut() {
-                p.last_record = Some(Instant::now());
-            }
+            let mut timer = self.profiler.backward_pass();
+            self.backward_records(output, dout, grads, &mut timer);
         })
     }
 
-    fn backward_records(
-        &self,
-        output: TensorId,
-        dout: &[f32],
-        grads: &mut Grads,
-        mut profile: Option<&mut Profile>,
-    ) {
+    fn backward_records(&self, output: TensorId, dout: &[f32], grads: &mut Grads, timer: &mut BackwardTimer) {
         assert_eq!(dout.len(), self.value(output).data.len(), "backward_from: dout has the wrong size");
         grads.begin_backward(self);
         grads.slot(output, dout.len()).iter_mut().zip(dout).for_each(|(g, d)| *g += d);
@@ -424,39 +366,39 @@ impl Tape {
             if rec.output.0 > output.0 || grads.is_unwritten(rec.output) {
                 continue; // recorded after the output, or off its path: no gradient flows
             }
-            let start = profile.is_some().then(Instant::now);
-            match &rec.op {
-                Op::Matmul { n, c, oc } => ops::matmul::backward(self, rec, grads, *n, *c, *oc),
-                Op::BatchMatmul { batch, m, k, n, transpose_b } => {
-                    ops::batch_matmul::backward(self, rec, grads, *batch, *m, *k, *n, *transpose_b)
-                }
-                Op::Add { n } => ops::elementwise::add_backward(rec, grads, *n),
-                Op::Mul { n } => ops::elementwise::mul_backward(self, rec, grads, *n),
-                Op::Scale { n, s } => ops::elementwise::scale_backward(rec, grads, *n, *s),
-                Op::Embedding { n, c, v } => ops::embedding::backward(rec, grads, *n, *c, *v),
-                Op::LayerNorm { n, c } => ops::layernorm::backward(self, rec, grads, *n, *c),
-                Op::Gelu { n } => ops::elementwise::gelu_backward(self, rec, grads, *n),
-                Op::Relu { n } => ops::elementwise::relu_backward(self, rec, grads, *n),
-                Op::Softmax { n, c } => ops::softmax::backward(self, rec, grads, *n, *c),
-                Op::Attention { b, t, nh, hs } => {
-                    ops::attention::backward(self, rec, grads, *b, *t, *nh, *hs)
-                }
-                Op::CrossEntropy { n, v, ignore_index } => {
-                    ops::cross_entropy::backward(self, rec, grads, *n, *v, *ignore_index)
-                }
-                Op::Dropout { n, p } => ops::dropout::backward(self, rec, grads, *n, *p),
-                Op::Sum { n } => ops::reduce::sum_backward(rec, grads, *n),
-                Op::Mean { n } => ops::reduce::mean_backward(rec, grads, *n),
-                Op::Reshape { n } => ops::shape::reshape_backward(rec, grads, *n),
-                Op::Transpose12 { d0, d1, d2, d3 } => {
-                    ops::shape::transpose12_backward(rec, grads, *d0, *d1, *d2, *d3)
-                }
-            }
-            grads.release(rec.output);
-            if let (Some(p), Some(start)) = (profile.as_deref_mut(), start) {
-                p.entry(rec.op.name()).2 += start.elapsed();
-            }
+            timer.time(rec.op.name(), || self.backward_op(rec, grads));
         }
         grads.end_backward();
+    }
+
+    /// Hands one record to its op's module, whose `backward` adds the op's contribution
+    /// to the gradient of each of its inputs; then nothing reads the output's gradient again.
+    fn backward_op(&self, rec: &Record, grads: &mut Grads) {
+        match &rec.op {
+            Op::Matmul { n, c, oc } => ops::matmul::backward(self, rec, grads, *n, *c, *oc),
+            Op::BatchMatmul { batch, m, k, n, transpose_b } => {
+                ops::batch_matmul::backward(self, rec, grads, *batch, *m, *k, *n, *transpose_b)
+            }
+            Op::Add { n } => ops::elementwise::add_backward(rec, grads, *n),
+            Op::Mul { n } => ops::elementwise::mul_backward(self, rec, grads, *n),
+            Op::Scale { n, s } => ops::elementwise::scale_backward(rec, grads, *n, *s),
+            Op::Embedding { n, c, v } => ops::embedding::backward(rec, grads, *n, *c, *v),
+            Op::LayerNorm { n, c } => ops::layernorm::backward(self, rec, grads, *n, *c),
+            Op::Gelu { n } => ops::elementwise::gelu_backward(self, rec, grads, *n),
+            Op::Relu { n } => ops::elementwise::relu_backward(self, rec, grads, *n),
+            Op::Softmax { n, c } => ops::softmax::backward(self, rec, grads, *n, *c),
+            Op::Attention { b, t, nh, hs } => ops::attention::backward(self, rec, grads, *b, *t, *nh, *hs),
+            Op::CrossEntropy { n, v, ignore_index } => {
+                ops::cross_entropy::backward(self, rec, grads, *n, *v, *ignore_index)
+            }
+            Op::Dropout { n, p } => ops::dropout::backward(self, rec, grads, *n, *p),
+            Op::Sum { n } => ops::reduce::sum_backward(rec, grads, *n),
+            Op::Mean { n } => ops::reduce::mean_backward(rec, grads, *n),
+            Op::Reshape { n } => ops::shape::reshape_backward(rec, grads, *n),
+            Op::Transpose12 { d0, d1, d2, d3 } => {
+                ops::shape::transpose12_backward(rec, grads, *d0, *d1, *d2, *d3)
+            }
+        }
+        grads.release(rec.output);
     }
 }
