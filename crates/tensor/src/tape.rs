@@ -16,7 +16,7 @@
 use crate::grads::Grads;
 use crate::ops;
 use crate::pool::on_pool;
-use crate::profile::{BackwardTimer, Profiler};
+use crate::profile::Profiler;
 use crate::tensor::Tensor;
 
 /// The index of a tensor in its tape's arena.
@@ -352,53 +352,54 @@ impl Tape {
     /// it (`dout`, same size as the tensor).
     /// Runs on a thread of the current rayon pool (see [`on_pool`]).
     pub fn backward_from(&self, output: TensorId, dout: &[f32], grads: &mut Grads) {
+        assert_eq!(dout.len(), self.value(output).data.len(), "backward_from: dout has the wrong size");
         on_pool(|| {
             let mut timer = self.profiler.backward_pass();
-            self.backward_records(output, dout, grads, &mut timer);
+            grads.begin_backward(self);
+            // The seed: the gradient of the output itself.
+            grads.slot(output, dout.len()).iter_mut().zip(dout).for_each(|(g, d)| *g += d);
+            for rec in self.records().iter().rev() {
+                if rec.output.0 > output.0 || grads.is_unwritten(rec.output) {
+                    continue; // recorded after the output, or off its path: no gradient flows
+                }
+                // Every consumer of rec.output has run its backward: its gradient is final.
+                timer.time(rec.op.name(), || {
+                    grads.with_output(rec.output, |grads, dout| self.backward_op(rec, dout, grads))
+                });
+            }
+            grads.end_backward();
         })
     }
 
-    fn backward_records(&self, output: TensorId, dout: &[f32], grads: &mut Grads, timer: &mut BackwardTimer) {
-        assert_eq!(dout.len(), self.value(output).data.len(), "backward_from: dout has the wrong size");
-        grads.begin_backward(self);
-        grads.slot(output, dout.len()).iter_mut().zip(dout).for_each(|(g, d)| *g += d);
-        for rec in self.records().iter().rev() {
-            if rec.output.0 > output.0 || grads.is_unwritten(rec.output) {
-                continue; // recorded after the output, or off its path: no gradient flows
-            }
-            timer.time(rec.op.name(), || self.backward_op(rec, grads));
-        }
-        grads.end_backward();
-    }
-
-    /// Hands one record to its op's module, whose `backward` adds the op's contribution
-    /// to the gradient of each of its inputs; then nothing reads the output's gradient again.
-    fn backward_op(&self, rec: &Record, grads: &mut Grads) {
+    /// Hands one record and its output's gradient `dout` to the op's module, whose
+    /// `backward` adds the op's contribution to the gradient of each of its inputs.
+    fn backward_op(&self, rec: &Record, dout: &[f32], grads: &mut Grads) {
         match &rec.op {
-            Op::Matmul { n, c, oc } => ops::matmul::backward(self, rec, grads, *n, *c, *oc),
+            Op::Matmul { n, c, oc } => ops::matmul::backward(self, rec, dout, grads, *n, *c, *oc),
             Op::BatchMatmul { batch, m, k, n, transpose_b } => {
-                ops::batch_matmul::backward(self, rec, grads, *batch, *m, *k, *n, *transpose_b)
+                ops::batch_matmul::backward(self, rec, dout, grads, *batch, *m, *k, *n, *transpose_b)
             }
-            Op::Add { n } => ops::elementwise::add_backward(rec, grads, *n),
-            Op::Mul { n } => ops::elementwise::mul_backward(self, rec, grads, *n),
-            Op::Scale { n, s } => ops::elementwise::scale_backward(rec, grads, *n, *s),
-            Op::Embedding { n, c, v } => ops::embedding::backward(rec, grads, *n, *c, *v),
-            Op::LayerNorm { n, c } => ops::layernorm::backward(self, rec, grads, *n, *c),
-            Op::Gelu { n } => ops::elementwise::gelu_backward(self, rec, grads, *n),
-            Op::Relu { n } => ops::elementwise::relu_backward(self, rec, grads, *n),
-            Op::Softmax { n, c } => ops::softmax::backward(self, rec, grads, *n, *c),
-            Op::Attention { b, t, nh, hs } => ops::attention::backward(self, rec, grads, *b, *t, *nh, *hs),
+            Op::Add { n } => ops::elementwise::add_backward(rec, dout, grads, *n),
+            Op::Mul { n } => ops::elementwise::mul_backward(self, rec, dout, grads, *n),
+            Op::Scale { n, s } => ops::elementwise::scale_backward(rec, dout, grads, *n, *s),
+            Op::Embedding { n, c, v } => ops::embedding::backward(rec, dout, grads, *n, *c, *v),
+            Op::LayerNorm { n, c } => ops::layernorm::backward(self, rec, dout, grads, *n, *c),
+            Op::Gelu { n } => ops::elementwise::gelu_backward(self, rec, dout, grads, *n),
+            Op::Relu { n } => ops::elementwise::relu_backward(self, rec, dout, grads, *n),
+            Op::Softmax { n, c } => ops::softmax::backward(self, rec, dout, grads, *n, *c),
+            Op::Attention { b, t, nh, hs } => {
+                ops::attention::backward(self, rec, dout, grads, *b, *t, *nh, *hs)
+            }
             Op::CrossEntropy { n, v, ignore_index } => {
-                ops::cross_entropy::backward(self, rec, grads, *n, *v, *ignore_index)
+                ops::cross_entropy::backward(self, rec, dout, grads, *n, *v, *ignore_index)
             }
-            Op::Dropout { n, p } => ops::dropout::backward(self, rec, grads, *n, *p),
-            Op::Sum { n } => ops::reduce::sum_backward(rec, grads, *n),
-            Op::Mean { n } => ops::reduce::mean_backward(rec, grads, *n),
-            Op::Reshape { n } => ops::shape::reshape_backward(rec, grads, *n),
+            Op::Dropout { n, p } => ops::dropout::backward(self, rec, dout, grads, *n, *p),
+            Op::Sum { n } => ops::reduce::sum_backward(rec, dout, grads, *n),
+            Op::Mean { n } => ops::reduce::mean_backward(rec, dout, grads, *n),
+            Op::Reshape { n } => ops::shape::reshape_backward(rec, dout, grads, *n),
             Op::Transpose12 { d0, d1, d2, d3 } => {
-                ops::shape::transpose12_backward(rec, grads, *d0, *d1, *d2, *d3)
+                ops::shape::transpose12_backward(rec, dout, grads, *d0, *d1, *d2, *d3)
             }
         }
-        grads.release(rec.output);
     }
 }
