@@ -1,17 +1,47 @@
 //! The tape: reverse-mode automatic differentiation in one file.
 //!
-//! Every tensor of a step lives in one arena owned by the tape and is named by a
-//! [`TensorId`], its index there. Parameters come first (ids `0..n_params`) and persist
-//! across steps; activations follow and live for one step. [`Tape::reset`] forgets the
-//! activations but keeps their buffers, so the next step's forward, which asks for the
-//! same shapes in the same order, allocates nothing.
+//! **Tensors.** Every tensor of a step lives in one arena owned by the tape and is named
+//! by a [`TensorId`], its index there. Parameters come first (ids `0..n_params`) and
+//! persist across steps; activations follow and live for one step.
 //!
-//! Each op's forward appends one [`Record`] (the op with its dimensions, input ids,
-//! output id, and the ids of what backward needs, such as `mean` and `rstd`). Execution
-//! order is already a topological order, so [`Tape::backward`] walks the records from
-//! last to first and hands each one to its op's module, which writes into [`Grads`]: the
-//! first contribution to a gradient overwrites its buffer, later ones add (`+=`), so a
-//! tensor used twice simply receives two contributions.
+//! **Forward records.** Each op (`Tape::matmul`, `Tape::add`, ..., one file each in
+//! `ops/`) runs its forward kernel into a new tensor and appends one [`Record`]: the
+//! [`Op`] with its dimensions, the input ids, the output id, and the ids of what its
+//! backward will read (`mean`, `rstd`, `probs`). An op whose output needs no gradient
+//! (none of its inputs needs one, or the tape is in no-grad mode) records nothing.
+//!
+//! **Execution order is a topological order.** An op can only read tensors that already
+//! exist, so each record comes after the records that produced its inputs. Walking the
+//! records from last to first therefore reaches every consumer of a tensor before its
+//! producer: when the walk arrives at the op that made a tensor, that tensor's gradient
+//! is complete.
+//!
+//! **Backward.** [`Tape::backward`] sets d loss / d loss = 1 and walks the records in
+//! reverse. Each record goes, with its output's finished gradient `dout`, to the
+//! `backward` of its op's module, which applies the chain rule: it adds
+//! dout · ∂output/∂input to the gradient of each input that needs one. A record whose
+//! output received no gradient is off the loss's path and is skipped.
+//!
+//! **Accumulation.** Gradients live in [`Grads`], keyed by tensor id, and contributions
+//! add up: a tensor used by two ops gets the sum of both, with no special case. (The
+//! first contribution of a pass overwrites the buffer's stale values instead of adding
+//! to zeros; parameter gradients keep adding across passes until [`Grads::zero`].)
+//!
+//! ```text
+//! forward          records                    backward, last record first
+//! h = x · wᵀ       0: Matmul [x, w] -> h      dloss = 1
+//! y = h + x        1: Add    [h, x] -> y      2: dy = dloss, in every element
+//! loss = sum(y)    2: Sum    [y]    -> loss   1: dh = dy;  dx = dy
+//!                                             0: dx += dh · w;  dw = dhᵀ · x
+//! ```
+//!
+//! `ops/matmul.rs` shows one op whole: its forward and backward kernels, the `Tape`
+//! method that runs forward and records, and the `backward` that unpacks a record.
+//!
+//! Between steps, [`Tape::reset`] forgets the activations and records but keeps their
+//! buffers, so the next forward, which asks for the same shapes in the same order,
+//! allocates nothing. [`on_pool`] keeps the worker threads awake through a pass, and
+//! per-op timing lives in [`crate::profile`].
 
 use crate::grads::Grads;
 use crate::ops;
