@@ -162,6 +162,7 @@ pub struct Record {
     pub ids: Vec<u32>,
 }
 
+/// A step's tensors (parameters first) and the records of the ops that made them.
 #[derive(Default)]
 pub struct Tape {
     values: Vec<Tensor>,
