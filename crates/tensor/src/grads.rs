@@ -168,14 +168,21 @@ impl Grads {
         (&mut self.slots[id.0], !unwritten)
     }
 
-    /// Called once the op that produced `id` has run its backward: nothing reads `id`'s
-    /// gradient any more, so a [`Grads::params_only`] store takes its buffer back.
-    pub(crate) fn release(&mut self, id: TensorId) {
-        if self.recycle && id.0 >= self.n_params {
-            if let Some(g) = self.slots.get_mut(id.0).filter(|g| !g.is_empty()) {
-                self.spare.push(std::mem::take(g));
-            }
+    /// Runs one op's backward: lends `f` the gradient of the op's `output` (`dout`, to
+    /// read) together with the store (to write the gradients of the op's inputs). The
+    /// buffer is out of the store meanwhile, so reading it while writing others takes no
+    /// copy. The op is the last reader of its output's gradient (every consumer of the
+    /// output ran its backward before), so afterwards a [`Grads::params_only`] store takes
+    /// the buffer back into its pool; any other store keeps it in its slot.
+    pub(crate) fn with_output<R>(&mut self, output: TensorId, f: impl FnOnce(&mut Grads, &[f32]) -> R) -> R {
+        let dout = self.take(output);
+        let result = f(self, &dout);
+        if self.recycle && output.0 >= self.n_params && !dout.is_empty() {
+            self.spare.push(dout);
+        } else {
+            self.put(output, dout);
         }
+        result
     }
 
     /// Takes a gradient buffer out (to read it while writing another); give it back

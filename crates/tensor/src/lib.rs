@@ -19,12 +19,16 @@ pub mod gradcheck;
 pub mod grads;
 pub mod kernels;
 pub mod ops;
+pub mod pool;
+pub mod profile;
 pub mod rng;
 pub mod simd;
 pub mod tape;
 pub mod tensor;
 
 pub use grads::Grads;
+pub use pool::on_pool;
+pub use profile::Profile;
 pub use rng::Rng;
-pub use tape::{on_pool, Op, Record, Tape, TensorId};
+pub use tape::{Op, Record, Tape, TensorId};
 pub use tensor::Tensor;

@@ -1,25 +1,52 @@
 //! The tape: reverse-mode automatic differentiation in one file.
 //!
-//! Every tensor of a step lives in one arena owned by the tape and is named by a
-//! [`TensorId`], its index there. Parameters come first (ids `0..n_params`) and persist
-//! across steps; activations follow and live for one step. [`Tape::reset`] forgets the
-//! activations but keeps their buffers, so the next step's forward, which asks for the
-//! same shapes in the same order, allocates nothing.
+//! **Tensors.** Every tensor of a step lives in one arena owned by the tape and is named
+//! by a [`TensorId`], its index there. Parameters come first (ids `0..n_params`) and
+//! persist across steps; activations follow and live for one step.
 //!
-//! Each op's forward appends one [`Record`] (the op with its dimensions, input ids,
-//! output id, and the ids of what backward needs, such as `mean` and `rstd`). Execution
-//! order is already a topological order, so [`Tape::backward`] walks the records from
-//! last to first and hands each one to its op's module, which writes into [`Grads`]: the
-//! first contribution to a gradient overwrites its buffer, later ones add (`+=`), so a
-//! tensor used twice simply receives two contributions.
-
-use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+//! **Forward records.** Each op (`Tape::matmul`, `Tape::add`, ..., one file each in
+//! `ops/`) runs its forward kernel into a new tensor and appends one [`Record`]: the
+//! [`Op`] with its dimensions, the input ids, the output id, and the ids of what its
+//! backward will read (`mean`, `rstd`, `probs`). An op whose output needs no gradient
+//! (none of its inputs needs one, or the tape is in no-grad mode) records nothing.
+//!
+//! **Execution order is a topological order.** An op can only read tensors that already
+//! exist, so each record comes after the records that produced its inputs. Walking the
+//! records from last to first therefore reaches every consumer of a tensor before its
+//! producer: when the walk arrives at the op that made a tensor, that tensor's gradient
+//! is complete.
+//!
+//! **Backward.** [`Tape::backward`] sets d loss / d loss = 1 and walks the records in
+//! reverse. Each record goes, with its output's finished gradient `dout`, to the
+//! `backward` of its op's module, which applies the chain rule: it adds
+//! dout · ∂output/∂input to the gradient of each input that needs one. A record whose
+//! output received no gradient is off the loss's path and is skipped.
+//!
+//! **Accumulation.** Gradients live in [`Grads`], keyed by tensor id, and contributions
+//! add up: a tensor used by two ops gets the sum of both, with no special case. (The
+//! first contribution of a pass overwrites the buffer's stale values instead of adding
+//! to zeros; parameter gradients keep adding across passes until [`Grads::zero`].)
+//!
+//! ```text
+//! forward          records                    backward, last record first
+//! h = x · wᵀ       0: Matmul [x, w] -> h      dloss = 1
+//! y = h + x        1: Add    [h, x] -> y      2: dy = dloss, in every element
+//! loss = sum(y)    2: Sum    [y]    -> loss   1: dh = dy;  dx = dy
+//!                                             0: dx += dh · w;  dw = dhᵀ · x
+//! ```
+//!
+//! `ops/matmul.rs` shows one op whole: its forward and backward kernels, the `Tape`
+//! method that runs forward and records, and the `backward` that unpacks a record.
+//!
+//! Between steps, [`Tape::reset`] forgets the activations and records but keeps their
+//! buffers, so the next forward, which asks for the same shapes in the same order,
+//! allocates nothing. [`on_pool`] keeps the worker threads awake through a pass, and
+//! per-op timing lives in [`crate::profile`].
 
 use crate::grads::Grads;
 use crate::ops;
+use crate::pool::on_pool;
+use crate::profile::Profiler;
 use crate::tensor::Tensor;
 
 /// The index of a tensor in its tape's arena.
@@ -135,6 +162,7 @@ pub struct Record {
     pub ids: Vec<u32>,
 }
 
+/// A step's tensors (parameters first) and the records of the ops that made them.
 #[derive(Default)]
 pub struct Tape {
     values: Vec<Tensor>,
@@ -147,32 +175,10 @@ pub struct Tape {
     /// steps so that recording reuses their vectors instead of allocating.
     records: Vec<Record>,
     n_records: usize,
-    /// Time per op kind, when profiling is on (see [`Tape::set_profiling`]). Behind a
-    /// mutex so that `backward(&self)` can add to it.
-    profile: Mutex<Option<Profile>>,
+    /// Time per op kind, when profiling is on (see [`Tape::set_profiling`]).
+    pub(crate) profiler: Profiler,
     /// While set, no op output needs a gradient (see [`Tape::set_no_grad`]).
     no_grad: bool,
-}
-
-/// Wall time spent in each kind of op, forward and backward, summed over steps.
-#[derive(Clone, Debug, Default)]
-pub struct Profile {
-    /// (op name, forward time, backward time, calls), in first-seen order.
-    pub ops: Vec<(&'static str, Duration, Duration, u64)>,
-    last_record: Option<Instant>,
-}
-
-impl Profile {
-    fn entry(&mut self, name: &'static str) -> &mut (&'static str, Duration, Duration, u64) {
-        let i = match self.ops.iter().position(|e| e.0 == name) {
-            Some(i) => i,
-            None => {
-                self.ops.push((name, Duration::ZERO, Duration::ZERO, 0));
-                self.ops.len() - 1
-            }
-        };
-        &mut self.ops[i]
-    }
 }
 
 impl Op {
@@ -197,67 +203,6 @@ impl Op {
             Op::Reshape { .. } => "reshape",
             Op::Transpose12 { .. } => "transpose12",
         }
-    }
-}
-
-/// Runs `f` on a worker thread of the current rayon pool (inline when already on one)
-/// and returns its result. Wrap a whole forward or backward pass in it.
-///
-/// A pass is a chain of short parallel ops, each a fork and a join. An idle rayon worker
-/// goes to sleep within microseconds, and waking it costs tens of microseconds, about as
-/// much as a small op's work. So while `f` runs, every other worker of the pool stays
-/// awake: it runs a task that takes whatever work appears (`rayon::yield_now`) and spins
-/// in between, until `f` returns. A worker that is itself inside an `on_pool` body does
-/// not spin for another one (two such workers could each wait for the other's body to
-/// finish); it returns to its own work.
-pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    if IN_POOL_BODY.get() > 0 {
-        // Already inside a body on this thread: the other workers are spinning for it.
-        return f();
-    }
-    let done = AtomicBool::new(false);
-    rayon::scope(|scope| {
-        for _ in 1..rayon::current_num_threads() {
-            let done = &done;
-            scope.spawn(move |_| {
-                if IN_POOL_BODY.get() > 0 {
-                    return;
-                }
-                while !done.load(Ordering::Acquire) {
-                    if let Some(rayon::Yield::Idle) = rayon::yield_now() {
-                        std::hint::spin_loop();
-                    }
-                }
-            });
-        }
-        // Set on the way out even if `f` panics, or the spinning workers would never stop.
-        let _stop = StopOnDrop(&done);
-        IN_POOL_BODY.set(IN_POOL_BODY.get() + 1);
-        let _depth = LeaveBodyOnDrop;
-        f()
-    })
-}
-
-thread_local! {
-    /// How many `on_pool` bodies this thread is running (nested ones count).
-    static IN_POOL_BODY: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Sets its flag when dropped.
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Release);
-    }
-}
-
-/// Leaves an `on_pool` body when dropped.
-struct LeaveBodyOnDrop;
-
-impl Drop for LeaveBodyOnDrop {
-    fn drop(&mut self) {
-        IN_POOL_BODY.set(IN_POOL_BODY.get() - 1);
     }
 }
 
@@ -309,25 +254,7 @@ impl Tape {
     pub fn reset(&mut self) {
         self.len = self.n_params;
         self.n_records = 0;
-        if let Some(p) = self.profile_mut() {
-            p.last_record = Some(Instant::now());
-        }
-    }
-
-    fn profile_mut(&mut self) -> Option<&mut Profile> {
-        self.profile.get_mut().unwrap_or_else(|e| e.into_inner()).as_mut()
-    }
-
-    /// Turns per-op timing on or off. Forward time is measured from one record to the
-    /// next (so it includes the caller's work between ops); backward time per dispatch.
-    pub fn set_profiling(&mut self, on: bool) {
-        self.profile =
-            Mutex::new(on.then(|| Profile { last_record: Some(Instant::now()), ..Profile::default() }));
-    }
-
-    /// A copy of the profile gathered so far, when profiling is on.
-    pub fn profile(&self) -> Option<Profile> {
-        self.profile.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.profiler.restart();
     }
 
     pub fn value(&self, id: TensorId) -> &Tensor {
@@ -421,14 +348,7 @@ impl Tape {
     }
 
     pub fn record(&mut self, op: Op, inputs: &[TensorId], output: TensorId, saved: &[TensorId], ids: &[u32]) {
-        if let Some(p) = self.profile_mut() {
-            let now = Instant::now();
-            let since = now - p.last_record.unwrap_or(now);
-            let e = p.entry(op.name());
-            e.1 += since;
-            e.3 += 1;
-            p.last_record = Some(now);
-        }
+        self.profiler.forward(op.name());
         if self.needs_grad[output.0] {
             if self.n_records == self.records.len() {
                 let empty = Record { op: op.clone(), inputs: vec![], output, saved: vec![], ids: vec![] };
@@ -463,62 +383,54 @@ impl Tape {
     /// it (`dout`, same size as the tensor).
     /// Runs on a thread of the current rayon pool (see [`on_pool`]).
     pub fn backward_from(&self, output: TensorId, dout: &[f32], grads: &mut Grads) {
+        assert_eq!(dout.len(), self.value(output).data.len(), "backward_from: dout has the wrong size");
         on_pool(|| {
-            let mut guard = self.profile.lock().unwrap_or_else(|e| e.into_inner());
-            self.backward_records(output, dout, grads, guard.as_mut());
-            if let Some(p) = guard.as_mut() {
-                p.last_record = Some(Instant::now());
+            let mut timer = self.profiler.backward_pass();
+            grads.begin_backward(self);
+            // The seed: the gradient of the output itself.
+            grads.slot(output, dout.len()).iter_mut().zip(dout).for_each(|(g, d)| *g += d);
+            for rec in self.records().iter().rev() {
+                if rec.output.0 > output.0 || grads.is_unwritten(rec.output) {
+                    continue; // recorded after the output, or off its path: no gradient flows
+                }
+                // Every consumer of rec.output has run its backward: its gradient is final.
+                timer.time(rec.op.name(), || {
+                    grads.with_output(rec.output, |grads, dout| self.backward_op(rec, dout, grads))
+                });
             }
+            grads.end_backward();
         })
     }
 
-    fn backward_records(
-        &self,
-        output: TensorId,
-        dout: &[f32],
-        grads: &mut Grads,
-        mut profile: Option<&mut Profile>,
-    ) {
-        assert_eq!(dout.len(), self.value(output).data.len(), "backward_from: dout has the wrong size");
-        grads.begin_backward(self);
-        grads.slot(output, dout.len()).iter_mut().zip(dout).for_each(|(g, d)| *g += d);
-        for rec in self.records().iter().rev() {
-            if rec.output.0 > output.0 || grads.is_unwritten(rec.output) {
-                continue; // recorded after the output, or off its path: no gradient flows
+    /// Hands one record and its output's gradient `dout` to the op's module, whose
+    /// `backward` adds the op's contribution to the gradient of each of its inputs.
+    fn backward_op(&self, rec: &Record, dout: &[f32], grads: &mut Grads) {
+        match &rec.op {
+            Op::Matmul { n, c, oc } => ops::matmul::backward(self, rec, dout, grads, *n, *c, *oc),
+            Op::BatchMatmul { batch, m, k, n, transpose_b } => {
+                ops::batch_matmul::backward(self, rec, dout, grads, *batch, *m, *k, *n, *transpose_b)
             }
-            let start = profile.is_some().then(Instant::now);
-            match &rec.op {
-                Op::Matmul { n, c, oc } => ops::matmul::backward(self, rec, grads, *n, *c, *oc),
-                Op::BatchMatmul { batch, m, k, n, transpose_b } => {
-                    ops::batch_matmul::backward(self, rec, grads, *batch, *m, *k, *n, *transpose_b)
-                }
-                Op::Add { n } => ops::elementwise::add_backward(rec, grads, *n),
-                Op::Mul { n } => ops::elementwise::mul_backward(self, rec, grads, *n),
-                Op::Scale { n, s } => ops::elementwise::scale_backward(rec, grads, *n, *s),
-                Op::Embedding { n, c, v } => ops::embedding::backward(rec, grads, *n, *c, *v),
-                Op::LayerNorm { n, c } => ops::layernorm::backward(self, rec, grads, *n, *c),
-                Op::Gelu { n } => ops::elementwise::gelu_backward(self, rec, grads, *n),
-                Op::Relu { n } => ops::elementwise::relu_backward(self, rec, grads, *n),
-                Op::Softmax { n, c } => ops::softmax::backward(self, rec, grads, *n, *c),
-                Op::Attention { b, t, nh, hs } => {
-                    ops::attention::backward(self, rec, grads, *b, *t, *nh, *hs)
-                }
-                Op::CrossEntropy { n, v, ignore_index } => {
-                    ops::cross_entropy::backward(self, rec, grads, *n, *v, *ignore_index)
-                }
-                Op::Dropout { n, p } => ops::dropout::backward(self, rec, grads, *n, *p),
-                Op::Sum { n } => ops::reduce::sum_backward(rec, grads, *n),
-                Op::Mean { n } => ops::reduce::mean_backward(rec, grads, *n),
-                Op::Reshape { n } => ops::shape::reshape_backward(rec, grads, *n),
-                Op::Transpose12 { d0, d1, d2, d3 } => {
-                    ops::shape::transpose12_backward(rec, grads, *d0, *d1, *d2, *d3)
-                }
+            Op::Add { n } => ops::elementwise::add_backward(rec, dout, grads, *n),
+            Op::Mul { n } => ops::elementwise::mul_backward(self, rec, dout, grads, *n),
+            Op::Scale { n, s } => ops::elementwise::scale_backward(rec, dout, grads, *n, *s),
+            Op::Embedding { n, c, v } => ops::embedding::backward(rec, dout, grads, *n, *c, *v),
+            Op::LayerNorm { n, c } => ops::layernorm::backward(self, rec, dout, grads, *n, *c),
+            Op::Gelu { n } => ops::elementwise::gelu_backward(self, rec, dout, grads, *n),
+            Op::Relu { n } => ops::elementwise::relu_backward(self, rec, dout, grads, *n),
+            Op::Softmax { n, c } => ops::softmax::backward(self, rec, dout, grads, *n, *c),
+            Op::Attention { b, t, nh, hs } => {
+                ops::attention::backward(self, rec, dout, grads, *b, *t, *nh, *hs)
             }
-            grads.release(rec.output);
-            if let (Some(p), Some(start)) = (profile.as_deref_mut(), start) {
-                p.entry(rec.op.name()).2 += start.elapsed();
+            Op::CrossEntropy { n, v, ignore_index } => {
+                ops::cross_entropy::backward(self, rec, dout, grads, *n, *v, *ignore_index)
+            }
+            Op::Dropout { n, p } => ops::dropout::backward(self, rec, dout, grads, *n, *p),
+            Op::Sum { n } => ops::reduce::sum_backward(rec, dout, grads, *n),
+            Op::Mean { n } => ops::reduce::mean_backward(rec, dout, grads, *n),
+            Op::Reshape { n } => ops::shape::reshape_backward(rec, dout, grads, *n),
+            Op::Transpose12 { d0, d1, d2, d3 } => {
+                ops::shape::transpose12_backward(rec, dout, grads, *d0, *d1, *d2, *d3)
             }
         }
-        grads.end_backward();
     }
 }

@@ -704,6 +704,7 @@ impl Tape {
 pub(crate) fn backward(
     tape: &Tape,
     rec: &Record,
+    dout: &[f32],
     grads: &mut Grads,
     b: usize,
     t: usize,
@@ -714,12 +715,10 @@ pub(crate) fn backward(
     if !tape.needs_grad(qkv) {
         return;
     }
-    let dy = grads.take(rec.output);
     let (x, y, lse) = (tape.data(qkv), tape.data(rec.output), tape.data(rec.saved[0]));
     let probs = rec.saved.get(1).map(|&id| tape.data(id));
     let (dqkv, accumulate) = grads.slot_to_write(qkv, x.len());
-    attention_backward(dqkv, &dy, x, y, lse, probs, b, t, nh, hs, accumulate);
-    grads.put(rec.output, dy);
+    attention_backward(dqkv, dout, x, y, lse, probs, b, t, nh, hs, accumulate);
 }
 
 #[cfg(test)]

@@ -119,6 +119,7 @@ impl Tape {
 pub(crate) fn backward(
     tape: &Tape,
     rec: &Record,
+    dout: &[f32],
     grads: &mut Grads,
     batch: usize,
     m: usize,
@@ -128,17 +129,15 @@ pub(crate) fn backward(
 ) {
     let (a, b) = (rec.inputs[0], rec.inputs[1]);
     let (ad, bd) = (tape.data(a), tape.data(b));
-    let dout = grads.take(rec.output);
     // One input at a time, so batch_matmul(x, x, true) accumulates both paths into x.
     if tape.needs_grad(a) {
         let da = grads.slot(a, batch * m * k);
-        batch_matmul_backward(Some(da), None, &dout, ad, bd, batch, m, k, n, transpose_b);
+        batch_matmul_backward(Some(da), None, dout, ad, bd, batch, m, k, n, transpose_b);
     }
     if tape.needs_grad(b) {
         let db = grads.slot(b, batch * k * n);
-        batch_matmul_backward(None, Some(db), &dout, ad, bd, batch, m, k, n, transpose_b);
+        batch_matmul_backward(None, Some(db), dout, ad, bd, batch, m, k, n, transpose_b);
     }
-    grads.put(rec.output, dout);
 }
 
 #[cfg(test)]

@@ -131,6 +131,7 @@ impl Tape {
 pub(crate) fn backward(
     tape: &Tape,
     rec: &Record,
+    dout: &[f32],
     grads: &mut Grads,
     n: usize,
     v: usize,
@@ -140,7 +141,7 @@ pub(crate) fn backward(
     if !tape.needs_grad(logits) {
         return;
     }
-    let dloss = grads.get(rec.output)[0];
+    let dloss = dout[0];
     let probs = tape.data(rec.saved[0]);
     cross_entropy_backward(grads.slot(logits, n * v), probs, &rec.ids, ignore_index, dloss, n, v);
 }

@@ -65,11 +65,9 @@ impl Tape {
     }
 }
 
-pub(crate) fn backward(tape: &Tape, rec: &Record, grads: &mut Grads, n: usize, p: f32) {
+pub(crate) fn backward(tape: &Tape, rec: &Record, dout: &[f32], grads: &mut Grads, n: usize, p: f32) {
     debug_assert!(p > 0.0, "dropout with p = 0 records nothing");
-    let dout = grads.take(rec.output);
-    dropout_backward(grads.slot(rec.inputs[0], n), &dout, tape.data(rec.saved[0]));
-    grads.put(rec.output, dout);
+    dropout_backward(grads.slot(rec.inputs[0], n), dout, tape.data(rec.saved[0]));
 }
 
 #[cfg(test)]

@@ -262,52 +262,42 @@ impl Tape {
     }
 }
 
-pub(crate) fn add_backward(rec: &Record, grads: &mut Grads, n: usize) {
-    let dout = grads.take(rec.output);
+pub(crate) fn add_backward(rec: &Record, dout: &[f32], grads: &mut Grads, n: usize) {
     // One input at a time, so add(x, x) simply accumulates twice into x's slot.
     for &x in &rec.inputs {
         if wants_grad(grads, x, n) {
             match grads.slot_to_write(x, n) {
-                (dx, true) => kernels::add_backward(dx, &dout),
-                (dx, false) => kernels::copy(dx, &dout),
+                (dx, true) => kernels::add_backward(dx, dout),
+                (dx, false) => kernels::copy(dx, dout),
             }
         }
     }
-    grads.put(rec.output, dout);
 }
 
-pub(crate) fn mul_backward(tape: &Tape, rec: &Record, grads: &mut Grads, n: usize) {
+pub(crate) fn mul_backward(tape: &Tape, rec: &Record, dout: &[f32], grads: &mut Grads, n: usize) {
     let (a, b) = (rec.inputs[0], rec.inputs[1]);
-    let dout = grads.take(rec.output);
     if tape.needs_grad(a) {
-        kernels::mul_backward(grads.slot(a, n), &dout, tape.data(b));
+        kernels::mul_backward(grads.slot(a, n), dout, tape.data(b));
     }
     if tape.needs_grad(b) {
-        kernels::mul_backward(grads.slot(b, n), &dout, tape.data(a));
+        kernels::mul_backward(grads.slot(b, n), dout, tape.data(a));
     }
-    grads.put(rec.output, dout);
 }
 
-pub(crate) fn scale_backward(rec: &Record, grads: &mut Grads, n: usize, s: f32) {
+pub(crate) fn scale_backward(rec: &Record, dout: &[f32], grads: &mut Grads, n: usize, s: f32) {
     let x = rec.inputs[0];
-    let dout = grads.take(rec.output);
-    kernels::scale_backward(grads.slot(x, n), &dout, s);
-    grads.put(rec.output, dout);
+    kernels::scale_backward(grads.slot(x, n), dout, s);
 }
 
-pub(crate) fn gelu_backward(tape: &Tape, rec: &Record, grads: &mut Grads, n: usize) {
+pub(crate) fn gelu_backward(tape: &Tape, rec: &Record, dout: &[f32], grads: &mut Grads, n: usize) {
     let x = rec.inputs[0];
-    let dout = grads.take(rec.output);
     let (dx, accumulate) = grads.slot_to_write(x, n);
-    kernels::gelu_backward(dx, &dout, tape.data(x), accumulate);
-    grads.put(rec.output, dout);
+    kernels::gelu_backward(dx, dout, tape.data(x), accumulate);
 }
 
-pub(crate) fn relu_backward(tape: &Tape, rec: &Record, grads: &mut Grads, n: usize) {
+pub(crate) fn relu_backward(tape: &Tape, rec: &Record, dout: &[f32], grads: &mut Grads, n: usize) {
     let x = rec.inputs[0];
-    let dout = grads.take(rec.output);
-    kernels::relu_backward(grads.slot(x, n), &dout, tape.data(x));
-    grads.put(rec.output, dout);
+    kernels::relu_backward(grads.slot(x, n), dout, tape.data(x));
 }
 
 #[cfg(test)]

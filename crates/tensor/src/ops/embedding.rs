@@ -94,11 +94,9 @@ impl Tape {
     }
 }
 
-pub(crate) fn backward(rec: &Record, grads: &mut Grads, n: usize, c: usize, v: usize) {
+pub(crate) fn backward(rec: &Record, dout: &[f32], grads: &mut Grads, n: usize, c: usize, v: usize) {
     let table = rec.inputs[0];
-    let dout = grads.take(rec.output);
-    embedding_backward(grads.slot(table, v * c), &dout, &rec.ids, n, c, v);
-    grads.put(rec.output, dout);
+    embedding_backward(grads.slot(table, v * c), dout, &rec.ids, n, c, v);
 }
 
 #[cfg(test)]

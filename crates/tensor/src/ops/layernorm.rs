@@ -220,11 +220,10 @@ impl Tape {
     }
 }
 
-pub(crate) fn backward(tape: &Tape, rec: &Record, grads: &mut Grads, n: usize, c: usize) {
+pub(crate) fn backward(tape: &Tape, rec: &Record, dout: &[f32], grads: &mut Grads, n: usize, c: usize) {
     let [x, gamma, beta] = [rec.inputs[0], rec.inputs[1], rec.inputs[2]];
     let (mean, rstd) = (tape.data(rec.saved[0]), tape.data(rec.saved[1]));
     let (xd, gd) = (tape.data(x), tape.data(gamma));
-    let dout = grads.take(rec.output);
     let distinct = x != gamma && x != beta && gamma != beta;
     if distinct {
         // The usual case: one fused pass, with the parameter gradients taken out of
@@ -232,7 +231,7 @@ pub(crate) fn backward(tape: &Tape, rec: &Record, grads: &mut Grads, n: usize, c
         let mut dgamma = tape.needs_grad(gamma).then(|| take_slot(grads, gamma, c));
         let mut dbeta = tape.needs_grad(beta).then(|| take_slot(grads, beta, c));
         let dx = tape.needs_grad(x).then(|| grads.slot_to_write(x, n * c));
-        layernorm_backward(dx, dgamma.as_deref_mut(), dbeta.as_deref_mut(), &dout, xd, gd, mean, rstd, n, c);
+        layernorm_backward(dx, dgamma.as_deref_mut(), dbeta.as_deref_mut(), dout, xd, gd, mean, rstd, n, c);
         if let Some(g) = dgamma {
             grads.put(gamma, g);
         }
@@ -246,7 +245,7 @@ pub(crate) fn backward(tape: &Tape, rec: &Record, grads: &mut Grads, n: usize, c
                 Some((grads.slot(x, n * c), true)),
                 None,
                 None,
-                &dout,
+                dout,
                 xd,
                 gd,
                 mean,
@@ -256,13 +255,12 @@ pub(crate) fn backward(tape: &Tape, rec: &Record, grads: &mut Grads, n: usize, c
             );
         }
         if tape.needs_grad(gamma) {
-            layernorm_backward(None, Some(grads.slot(gamma, c)), None, &dout, xd, gd, mean, rstd, n, c);
+            layernorm_backward(None, Some(grads.slot(gamma, c)), None, dout, xd, gd, mean, rstd, n, c);
         }
         if tape.needs_grad(beta) {
-            layernorm_backward(None, None, Some(grads.slot(beta, c)), &dout, xd, gd, mean, rstd, n, c);
+            layernorm_backward(None, None, Some(grads.slot(beta, c)), dout, xd, gd, mean, rstd, n, c);
         }
     }
-    grads.put(rec.output, dout);
 }
 
 /// Moves the gradient buffer of `id` (sized `numel`) out of `grads`; put it back with

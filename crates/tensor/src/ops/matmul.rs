@@ -95,23 +95,29 @@ impl Tape {
     }
 }
 
-pub(crate) fn backward(tape: &Tape, rec: &Record, grads: &mut Grads, n: usize, c: usize, oc: usize) {
+pub(crate) fn backward(
+    tape: &Tape,
+    rec: &Record,
+    dout: &[f32],
+    grads: &mut Grads,
+    n: usize,
+    c: usize,
+    oc: usize,
+) {
     let (x, w) = (rec.inputs[0], rec.inputs[1]);
-    let dout = grads.take(rec.output);
     let (xd, wd) = (tape.data(x), tape.data(w));
     if tape.needs_grad(x) {
         let (dx, accumulate) = grads.slot_to_write(x, n * c);
-        matmul_backward(Some(dx), accumulate, None, None, &dout, xd, wd, n, c, oc);
+        matmul_backward(Some(dx), accumulate, None, None, dout, xd, wd, n, c, oc);
     }
     if tape.needs_grad(w) {
-        matmul_backward(None, true, Some(grads.slot(w, oc * c)), None, &dout, xd, wd, n, c, oc);
+        matmul_backward(None, true, Some(grads.slot(w, oc * c)), None, dout, xd, wd, n, c, oc);
     }
     if let Some(&b) = rec.inputs.get(2) {
         if tape.needs_grad(b) {
-            matmul_backward(None, true, None, Some(grads.slot(b, oc)), &dout, xd, wd, n, c, oc);
+            matmul_backward(None, true, None, Some(grads.slot(b, oc)), dout, xd, wd, n, c, oc);
         }
     }
-    grads.put(rec.output, dout);
 }
 
 #[cfg(test)]

@@ -89,14 +89,12 @@ impl Tape {
     }
 }
 
-pub(crate) fn sum_backward(rec: &Record, grads: &mut Grads, n: usize) {
-    let dout = grads.get(rec.output)[0];
-    kernels::sum_backward(grads.slot(rec.inputs[0], n), dout);
+pub(crate) fn sum_backward(rec: &Record, dout: &[f32], grads: &mut Grads, n: usize) {
+    kernels::sum_backward(grads.slot(rec.inputs[0], n), dout[0]);
 }
 
-pub(crate) fn mean_backward(rec: &Record, grads: &mut Grads, n: usize) {
-    let dout = grads.get(rec.output)[0];
-    kernels::mean_backward(grads.slot(rec.inputs[0], n), dout);
+pub(crate) fn mean_backward(rec: &Record, dout: &[f32], grads: &mut Grads, n: usize) {
+    kernels::mean_backward(grads.slot(rec.inputs[0], n), dout[0]);
 }
 
 #[cfg(test)]

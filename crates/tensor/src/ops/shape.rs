@@ -91,24 +91,21 @@ impl Tape {
     }
 }
 
-pub(crate) fn reshape_backward(rec: &Record, grads: &mut Grads, n: usize) {
-    let dout = grads.take(rec.output);
-    kernels::reshape_backward(grads.slot(rec.inputs[0], n), &dout);
-    grads.put(rec.output, dout);
+pub(crate) fn reshape_backward(rec: &Record, dout: &[f32], grads: &mut Grads, n: usize) {
+    kernels::reshape_backward(grads.slot(rec.inputs[0], n), dout);
 }
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn transpose12_backward(
     rec: &Record,
+    dout: &[f32],
     grads: &mut Grads,
     d0: usize,
     d1: usize,
     d2: usize,
     d3: usize,
 ) {
-    let dout = grads.take(rec.output);
-    kernels::transpose12_backward(grads.slot(rec.inputs[0], d0 * d1 * d2 * d3), &dout, d0, d1, d2, d3);
-    grads.put(rec.output, dout);
+    kernels::transpose12_backward(grads.slot(rec.inputs[0], d0 * d1 * d2 * d3), dout, d0, d1, d2, d3);
 }
 
 #[cfg(test)]

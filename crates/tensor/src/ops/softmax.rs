@@ -68,11 +68,9 @@ impl Tape {
     }
 }
 
-pub(crate) fn backward(tape: &Tape, rec: &Record, grads: &mut Grads, n: usize, c: usize) {
+pub(crate) fn backward(tape: &Tape, rec: &Record, dout: &[f32], grads: &mut Grads, n: usize, c: usize) {
     let x = rec.inputs[0];
-    let dout = grads.take(rec.output);
-    softmax_backward(grads.slot(x, n * c), &dout, tape.data(rec.output), n, c);
-    grads.put(rec.output, dout);
+    softmax_backward(grads.slot(x, n * c), dout, tape.data(rec.output), n, c);
 }
 
 #[cfg(test)]
