@@ -16,7 +16,9 @@ use std::path::PathBuf;
 
 pub use prepare::{prepare, prepare_with, PrepareOptions, PrepareSummary, DEFAULT_GPT2_DIR};
 pub use sampler::{read_windows, sequential_batch_count, sequential_batches, BatchSampler, SamplerState};
-pub use shard::{write_token_file, TokenFile, TokenWriter, TOKEN_FILE_HEADER_LEN, TOKEN_FILE_VERSION};
+pub use shard::{
+    write_atomically, write_token_file, TokenFile, TokenWriter, TOKEN_FILE_HEADER_LEN, TOKEN_FILE_VERSION,
+};
 pub use tokenizer::bpe::{BpeTokenizer, MIN_BPE_VOCAB};
 pub use tokenizer::char::CharTokenizer;
 pub use tokenizer::gpt2::{Gpt2Tokenizer, END_OF_TEXT};
@@ -60,4 +62,8 @@ pub trait Tokenizer: Send + Sync {
     }
     /// A self-describing serialisation (kind tag included), read back by [`tokenizer_from_bytes`].
     fn to_bytes(&self) -> Vec<u8>;
+    /// GPT-2's tokenizer as itself (to write its files back out); `None` for the others.
+    fn as_gpt2(&self) -> Option<&Gpt2Tokenizer> {
+        None
+    }
 }

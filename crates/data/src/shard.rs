@@ -237,7 +237,7 @@ impl Drop for PendingFile {
 }
 
 /// Writes `bytes` to `path` through a temporary file, synced, then renamed.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
     let pending = PendingFile::new(path);
     let mut file = File::create(pending.tmp()).map_err(|e| DataError::io(path, e))?;
     file.write_all(bytes).and_then(|_| file.sync_all()).map_err(|e| DataError::io(path, e))?;
