@@ -26,7 +26,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE = os.path.join(ROOT, "crates", "convert", "tests", "fixtures", "tiny-gpt2")
-TEXT = "the cat sat on the mat, then the rest went on"
+TEXT = "the sun is on the water."
 MERGES = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("i", "n"), ("Ġ", "a"), ("e", "r"), ("o", "n"), ("Ġ", "s"),
           ("r", "e"), ("Ġ", "w"), ("a", "t"), ("o", "u"), ("e", "n"), ("i", "s"), ("Ġ", "o")]
 
@@ -75,9 +75,11 @@ def make_fixture():
     tokens = tokenizer.encode(TEXT)[: config.n_positions]
     with torch.no_grad():
         logits = model.double()(torch.tensor([tokens])).logits[0].float()
+    # 9 significant digits print a float32 exactly.
+    values = ", ".join(f"{x:.9g}" for x in logits.flatten().tolist())
     with open(os.path.join(FIXTURE, "logits.json"), "w") as f:
-        json.dump({"text": TEXT, "tokens": tokens, "shape": list(logits.shape),
-                   "logits": [float(x) for x in logits.flatten()]}, f)
+        f.write(f'{{"text": {json.dumps(TEXT)}, "tokens": {json.dumps(tokens)}, '
+                f'"shape": {json.dumps(list(logits.shape))}, "logits": [{values}]}}\n')
     sizes = {n: os.path.getsize(os.path.join(FIXTURE, n)) for n in sorted(os.listdir(FIXTURE))}
     print(f"wrote {FIXTURE}: {sizes} ({sum(sizes.values())} bytes); {len(tokens)} tokens {tokens}")
 

@@ -48,7 +48,7 @@ fn run(args: &Args) -> Result<()> {
         let read = start.elapsed();
         ckpt.save(&args.out)?;
         println!(
-            "{}: {} layers × {} wide, {} heads, context {}, vocabulary {}: {:.1}M parameters read in {:.2} s → {}",
+            "{}: {} layers × {} wide, {} heads, context {}, vocabulary {}: {:.2}M parameters read in {:.2} s → {}",
             dir.display(),
             m.n_layer,
             m.n_embd,
