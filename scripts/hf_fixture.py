@@ -109,7 +109,7 @@ def gpt2_124m(folder):
     print(f"wrote a random GPT-2 124M to {folder}")
 
 
-def time_generate(folder, new_tokens=200):
+def time_generate(folder, new_tokens=64):
     model = GPT2LMHeadModel.from_pretrained(folder).eval()
     prompt = torch.tensor([[464, 1266, 1517, 546, 9552, 318, 663, 2694, 284]])
     with torch.no_grad():

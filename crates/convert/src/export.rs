@@ -98,7 +98,7 @@ fn safetensors_bytes(ckpt: &Checkpoint) -> Result<Vec<u8>, ConvertError> {
             None => return Err(CheckpointError::MissingParam { name: spec.name }.into()),
         };
         let (shape, values) = if is_conv1d(&spec.name) {
-            (vec![spec.shape[1], spec.shape[0]], transpose(&values, spec.shape[0], spec.shape[1]))
+            (vec![spec.shape[1], spec.shape[0]], transpose(&values, spec.shape[0], spec.shape[1], |v| v[0]))
         } else {
             (spec.shape, values)
         };

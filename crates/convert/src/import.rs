@@ -10,6 +10,7 @@ use data::{Gpt2Tokenizer, Tokenizer};
 use model::checkpoint::{Checkpoint, NamedTensor};
 use model::init::param_specs;
 use model::GptConfig;
+use rayon::prelude::*;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::hf_config::HfConfig;
@@ -25,7 +26,10 @@ pub fn is_hf_folder(path: &Path) -> bool {
 pub fn from_hf(dir: &Path) -> Result<Checkpoint, ConvertError> {
     let config_path = dir.join("config.json");
     let model = HfConfig::read(&config_path)?.to_model_config(&config_path)?;
-    let (tokenizer, tokenizer_path) = read_tokenizer(dir)?;
+    // The two big reads are independent: GPT-2's 50k-token vocabulary and 500 MB of weights.
+    let (tokenizer, params) =
+        rayon::join(|| read_tokenizer(dir), || read_weights(&dir.join("model.safetensors"), &model));
+    let (tokenizer, tokenizer_path) = tokenizer?;
     if tokenizer.vocab_size() > model.vocab_size {
         return Err(ConvertError::VocabMismatch {
             path: tokenizer_path,
@@ -33,12 +37,11 @@ pub fn from_hf(dir: &Path) -> Result<Checkpoint, ConvertError> {
             model: model.vocab_size,
         });
     }
-    let params = read_weights(&dir.join("model.safetensors"), &model)?;
     Ok(Checkpoint {
         model,
         run_config: format!("# imported from the Hugging Face folder {}\n", dir.display()),
         tokenizer: tokenizer.to_bytes(),
-        params,
+        params: params?,
         optimizer: None,
         step: 0,
         train_state: Vec::new(),
@@ -78,7 +81,8 @@ fn read_weights(path: &Path, model: &GptConfig) -> Result<Vec<NamedTensor>, Conv
     // SAFETY: the map is read-only and dropped before this function returns; a file
     // changed by another process meanwhile can give wrong values, never unsafety here,
     // because every read goes through bounds-checked slices.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(ConvertError::io(path))?;
+    // Populated: the whole file is read anyway, and one fault-in beats one per page.
+    let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map_err(ConvertError::io(path))?;
     let file_len = map.len();
     check_size_fits(path, model, file_len)?;
     let tensors = SafeTensors::deserialize(&map)
@@ -87,36 +91,42 @@ fn read_weights(path: &Path, model: &GptConfig) -> Result<Vec<NamedTensor>, Conv
     let prefix = if tensors.tensor("transformer.wte.weight").is_ok() { "transformer." } else { "" };
     let hf_name = |name: &str| format!("{prefix}{}", name.strip_prefix("transformer.").unwrap_or(name));
 
-    let mut used = HashSet::new();
-    let mut params = Vec::new();
-    for spec in param_specs(model) {
-        let name = hf_name(&spec.name);
-        let view = tensors
-            .tensor(&name)
-            .map_err(|_| ConvertError::MissingTensor { path: path.to_path_buf(), name: name.clone() })?;
-        let conv1d = is_conv1d(&spec.name);
-        let expected = if conv1d { vec![spec.shape[1], spec.shape[0]] } else { spec.shape.clone() };
-        if view.shape() != expected.as_slice() {
-            return Err(ConvertError::ShapeMismatch {
-                path: path.to_path_buf(),
-                name,
-                expected,
-                found: view.shape().to_vec(),
-            });
-        }
-        if view.dtype() != Dtype::F32 {
-            return Err(ConvertError::Dtype {
-                path: path.to_path_buf(),
-                name,
-                found: format!("{:?}", view.dtype()),
-            });
-        }
-        let values: Vec<f32> =
-            view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect();
-        let data = if conv1d { transpose(&values, expected[0], expected[1]) } else { values };
-        params.push(NamedTensor { name: spec.name, shape: spec.shape, data });
-        used.insert(name);
-    }
+    let specs = param_specs(model);
+    let used: HashSet<String> = specs.iter().map(|spec| hf_name(&spec.name)).collect();
+    // One tensor per task: the copies and transposes of a 124M model spread over the cores.
+    let params = specs
+        .into_par_iter()
+        .map(|spec| {
+            let name = hf_name(&spec.name);
+            let view = tensors
+                .tensor(&name)
+                .map_err(|_| ConvertError::MissingTensor { path: path.to_path_buf(), name: name.clone() })?;
+            let conv1d = is_conv1d(&spec.name);
+            let expected = if conv1d { vec![spec.shape[1], spec.shape[0]] } else { spec.shape.clone() };
+            if view.shape() != expected.as_slice() {
+                return Err(ConvertError::ShapeMismatch {
+                    path: path.to_path_buf(),
+                    name,
+                    expected,
+                    found: view.shape().to_vec(),
+                });
+            }
+            if view.dtype() != Dtype::F32 {
+                return Err(ConvertError::Dtype {
+                    path: path.to_path_buf(),
+                    name,
+                    found: format!("{:?}", view.dtype()),
+                });
+            }
+            let value = |b: &[u8]| f32::from_le_bytes(b.try_into().expect("4 bytes"));
+            let data = if conv1d {
+                transpose(view.data(), expected[0], expected[1], value)
+            } else {
+                view.data().chunks_exact(4).map(value).collect()
+            };
+            Ok(NamedTensor { name: spec.name, shape: spec.shape, data })
+        })
+        .collect::<Result<Vec<NamedTensor>, ConvertError>>()?;
 
     let wte = hf_name("transformer.wte.weight");
     for (name, view) in tensors.iter() {
@@ -159,17 +169,22 @@ fn check_size_fits(path: &Path, model: &GptConfig, file_len: usize) -> Result<()
     }
 }
 
-/// `values` (rows, cols), row-major, → (cols, rows). In tiles, so that both the reads and
-/// the writes stay within a few cache lines.
-pub(crate) fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+/// `values` (rows, cols), row-major, → (cols, rows), each element read by `value` from its
+/// slice of `values` (one element of `values.len() / (rows · cols)` items: an `f32`, or its
+/// 4 little-endian bytes straight from the file). In tiles, so that both the reads and the
+/// writes stay within a few cache lines.
+pub(crate) fn transpose<T>(values: &[T], rows: usize, cols: usize, value: impl Fn(&[T]) -> f32) -> Vec<f32> {
     const TILE: usize = 32;
-    debug_assert_eq!(values.len(), rows * cols);
-    let mut out = vec![0.0; values.len()];
+    let n = rows * cols;
+    let width = values.len() / n.max(1);
+    debug_assert_eq!(values.len(), n * width);
+    let mut out = vec![0.0; n];
     for r0 in (0..rows).step_by(TILE) {
         for c0 in (0..cols).step_by(TILE) {
             for r in r0..(r0 + TILE).min(rows) {
                 for c in c0..(c0 + TILE).min(cols) {
-                    out[c * rows + r] = values[r * cols + c];
+                    let i = (r * cols + c) * width;
+                    out[c * rows + r] = value(&values[i..i + width]);
                 }
             }
         }
@@ -184,8 +199,12 @@ mod tests {
     #[test]
     fn transpose_swaps_rows_and_columns() {
         let x: Vec<f32> = (0..6).map(|i| i as f32).collect(); // (2, 3)
-        assert_eq!(transpose(&x, 2, 3), [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+        let own = |v: &[f32]| v[0];
+        assert_eq!(transpose(&x, 2, 3, own), [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
         let big: Vec<f32> = (0..70 * 45).map(|i| i as f32).collect();
-        assert_eq!(transpose(&transpose(&big, 70, 45), 45, 70), big);
+        assert_eq!(transpose(&transpose(&big, 70, 45, own), 45, 70, own), big);
+        let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let from_bytes = transpose(&bytes, 2, 3, |b| f32::from_le_bytes(b.try_into().expect("4 bytes")));
+        assert_eq!(from_bytes, [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
     }
 }
