@@ -50,7 +50,8 @@ pub fn write_hf(
         _ => None,
     });
     files.push((out.join("config.json"), config_json(&ckpt.model, eos).into_bytes()));
-    files.push((out.join("model.safetensors"), safetensors_bytes(ckpt)?));
+    let weights = out.join("model.safetensors");
+    files.push((weights.clone(), safetensors_bytes(ckpt, &weights)?));
     match gpt2 {
         Some(gpt2) => {
             let (vocab, merges) = gpt2.to_files();
@@ -70,14 +71,14 @@ pub fn write_hf(
     std::fs::create_dir_all(out).map_err(ConvertError::io(out))?;
     for (path, bytes) in &files {
         data::write_atomically(path, bytes)
-            .map_err(|e| ConvertError::Tokenizer { path: path.clone(), detail: e.to_string() })?;
+            .map_err(|e| ConvertError::Write { path: path.clone(), detail: e.to_string() })?;
     }
     Ok(files.into_iter().map(|(path, _)| path).collect())
 }
 
 /// The weights under GPT2LMHeadModel's names, in Quill's parameter order, as a safetensors
 /// file with the `format: pt` metadata that transformers requires.
-fn safetensors_bytes(ckpt: &Checkpoint) -> Result<Vec<u8>, ConvertError> {
+fn safetensors_bytes(ckpt: &Checkpoint, path: &Path) -> Result<Vec<u8>, ConvertError> {
     let by_name: HashMap<&str, &[f32]> =
         ckpt.params.iter().map(|p| (p.name.as_str(), p.data.as_slice())).collect();
     let with_biases = GptConfig { bias: true, ..ckpt.model.clone() };

@@ -94,6 +94,8 @@ pub enum ConvertError {
          tokenizer files belong to another model"
     )]
     VocabMismatch { path: PathBuf, tokenizer: usize, model: usize },
+    #[error("{path}: cannot write ({detail}); check that the folder is writable and has space")]
+    Write { path: PathBuf, detail: String },
     #[error("{path} already exists; pass --force to replace it")]
     OutputExists { path: PathBuf },
     #[error(transparent)]

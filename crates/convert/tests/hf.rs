@@ -285,6 +285,11 @@ fn refuses_other_architectures_and_a_folder_without_tokenizer() {
     assert!(matches!(refusal(dir.path()), ConvertError::Unsupported { field: "model_type", .. }));
 
     let dir = copy_fixture();
+    set_config(dir.path(), "vocab_size", 200.into());
+    let err = refusal(dir.path());
+    assert!(matches!(err, ConvertError::VocabMismatch { tokenizer: 272, model: 200, .. }), "{err}");
+
+    let dir = copy_fixture();
     std::fs::remove_file(dir.path().join("merges.txt")).expect("remove");
     assert!(matches!(refusal(dir.path()), ConvertError::NoTokenizer { .. }));
 }
