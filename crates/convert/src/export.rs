@@ -114,10 +114,8 @@ fn safetensors_bytes(ckpt: &Checkpoint, path: &Path) -> Result<Vec<u8>, ConvertE
         })
         .collect::<Vec<_>>();
     let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
-    safetensors::serialize(views, &metadata).map_err(|e| ConvertError::Safetensors {
-        path: PathBuf::from("model.safetensors"),
-        detail: e.to_string(),
-    })
+    safetensors::serialize(views, &metadata)
+        .map_err(|e| ConvertError::Safetensors { path: path.to_path_buf(), detail: e.to_string() })
 }
 
 /// What the exported folder's tokenizer is and how to use it.
