@@ -123,4 +123,8 @@ pub trait Tokenizer: Send + Sync {
     }
     /// A self-describing serialisation (kind tag included), read back by [`tokenizer_from_bytes`].
     fn to_bytes(&self) -> Vec<u8>;
+    /// GPT-2's tokenizer as itself (to write its files back out); `None` for the others.
+    fn as_gpt2(&self) -> Option<&Gpt2Tokenizer> {
+        None
+    }
 }

@@ -23,6 +23,8 @@ pub enum SampleError {
     Data(#[from] DataError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Convert(#[from] convert::ConvertError),
 }
 
 /// The checkpoint file behind `path`: the file itself, or in a run folder `best.ckpt`,
@@ -55,9 +57,13 @@ pub struct Loaded {
     pub tokenizer: Box<dyn Tokenizer>,
 }
 
-/// Resolves `path` (file or run folder), reads and verifies the checkpoint, and builds
-/// its model and tokenizer.
+/// Resolves `path` (file, run folder, or a Hugging Face GPT-2 folder, imported on the
+/// fly), reads and verifies the checkpoint, and builds its model and tokenizer.
 pub fn load(path: &Path) -> Result<Loaded, SampleError> {
+    if convert::is_hf_folder(path) {
+        let ckpt = convert::from_hf(path)?;
+        return from_checkpoint(path.to_path_buf(), ckpt);
+    }
     let path = resolve_checkpoint(path)?;
     if !path.exists() {
         return Err(SampleError::Message(format!(
@@ -66,6 +72,11 @@ pub fn load(path: &Path) -> Result<Loaded, SampleError> {
         )));
     }
     let ckpt = Checkpoint::load(&path)?;
+    from_checkpoint(path, ckpt)
+}
+
+/// The model and tokenizer of `ckpt`, read from `path`.
+fn from_checkpoint(path: PathBuf, ckpt: Checkpoint) -> Result<Loaded, SampleError> {
     let tokenizer = data::tokenizer_from_bytes(&ckpt.tokenizer).map_err(|e| {
         SampleError::Message(format!("{}: the embedded tokenizer cannot be read: {e}", path.display()))
     })?;

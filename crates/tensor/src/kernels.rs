@@ -3,6 +3,8 @@
 //! and the optimizer's reductions. This is the whole public set for those callers; the
 //! tape's own kernels stay behind its ops.
 
+/// The ε every layer norm adds to the variance (GPT-2's value).
+pub use crate::ops::layernorm::EPS as LAYERNORM_EPS;
 pub use crate::ops::reduce::kernels::sum_squares;
 pub use crate::ops::rows::{attend, gelu_in_place, layernorm, linear, PARALLEL_ATTEND, PARALLEL_MATVEC};
 pub use crate::simd::vectorised;

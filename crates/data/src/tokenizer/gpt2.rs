@@ -133,6 +133,32 @@ impl Gpt2Tokenizer {
         self.table.encode_text(text, false)
     }
 
+    /// The tokenizer as GPT-2's two files: `encoder.json` (Hugging Face's `vocab.json`),
+    /// token → id in id order, and `vocab.bpe` (`merges.txt`), the merges in rank order.
+    pub fn to_files(&self) -> (String, String) {
+        let data = &self.table.data;
+        let to_char = bytes_to_unicode();
+        let spell = |id: u32| -> String {
+            let bytes = &data.tokens[id as usize];
+            match data.specials.iter().find(|(_, special)| *special == id) {
+                Some((text, _)) => text.clone(),
+                None => bytes.iter().map(|&b| to_char[b as usize]).collect(),
+            }
+        };
+        let entries: Vec<String> = (0..data.tokens.len() as u32)
+            .map(|id| {
+                let key = serde_json::to_string(&spell(id)).expect("a string serialises to JSON");
+                format!("{key}: {id}")
+            })
+            .collect();
+        let encoder_json = format!("{{{}}}", entries.join(", "));
+        let mut vocab_bpe = String::from("#version: 0.2\n");
+        for &(a, b, _) in &data.merges {
+            vocab_bpe.push_str(&format!("{} {}\n", spell(a), spell(b)));
+        }
+        (encoder_json, vocab_bpe)
+    }
+
     pub(crate) fn table(&self) -> &MergeTable {
         &self.table
     }
@@ -165,6 +191,10 @@ impl Tokenizer for Gpt2Tokenizer {
         let mut out = tokenizer_header(KIND_GPT2);
         out.extend(bincode::serialize(&self.table.data).expect("serialising a merge table cannot fail"));
         out
+    }
+
+    fn as_gpt2(&self) -> Option<&Gpt2Tokenizer> {
+        Some(self)
     }
 }
 

@@ -23,7 +23,8 @@ use tensor::Rng;
 #[derive(Parser, Debug)]
 #[command(name = "sample")]
 struct Args {
-    /// A checkpoint file, or a run folder (its best.ckpt, else latest.ckpt).
+    /// A checkpoint file, a run folder (its best.ckpt, else latest.ckpt), or a Hugging Face
+    /// GPT-2 folder (config.json, model.safetensors, tokenizer files), imported on the fly.
     #[arg(long)]
     checkpoint: PathBuf,
     /// The text to continue.
