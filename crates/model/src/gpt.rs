@@ -144,6 +144,10 @@ pub struct Gpt {
     pub config: GptConfig,
     pub tape: Tape,
     pub(crate) layers: Layers,
+    /// bfloat16 copies of the weights the KV-cache path streams (every linear layer's
+    /// weight and the tied head), by tensor id; empty when it reads the `f32` tape
+    /// (see [`Gpt::set_sampling_dtype`]).
+    pub(crate) half: HashMap<TensorId, Vec<tensor::kernels::Bf16>>,
 }
 
 /// What a training forward returns.
@@ -180,7 +184,7 @@ impl Gpt {
             tape.param(&spec.name, value);
         }
         let layers = Layers::from_tape(&tape, config.n_layer);
-        Gpt { config, tape, layers }
+        Gpt { config, tape, layers, half: HashMap::new() }
     }
 
     /// Parameter names in registration order, GPT-2's (`transformer.wte.weight`, ...).

@@ -16,23 +16,57 @@
 //! rows, giving the bits of one token at a time; else one GEMM), and attention row i is
 //! causal over the cache up to its own position.
 //!
+//! A cache may hold several texts (a batch, [`Gpt::new_batch_cache`]): one step then feeds
+//! the next token of each as one (N, C) matrix, and every linear layer reads each weight
+//! once for all N rows ([`linear_rows`]), computing each row with the bits of the
+//! matrix-vector product it would get alone, so each text's logits are those of decoding
+//! it by itself. Its prompt, and a window re-fed after it slid, go through one text at a time.
+//!
+//! The weights the products stream (every linear layer's and the tied head) are read in
+//! `f32` from the tape, or from bfloat16 copies ([`Gpt::set_sampling_dtype`]) at half the
+//! bytes; the recipe is the same, it asks [`Gpt::weights`] for each matrix.
+//!
 //! Every path is deterministic for any thread count: the GEMM, the row kernels and the
 //! matrix-vector products split their work into fixed pieces, and attention splits by
 //! head (one token) or by row (several), each computed whole on one thread.
 
-use tensor::kernels::{attend, gelu_in_place, layernorm, linear, PARALLEL_MATVEC};
-use tensor::Tape;
+use std::fmt;
+
+use tensor::kernels::{attend, gelu_in_place, layernorm, linear, linear_rows, to_bf16, Weights, PARALLEL_MATVEC};
+use tensor::{Tape, TensorId};
 
 use crate::gpt::{Block, LayerNorm, Linear};
 use crate::Gpt;
 
-/// Keys and values of every layer for the positions seen so far, for incremental decoding.
+/// The number format of the weights the KV-cache path streams.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum Dtype {
+    /// The trained `f32` weights, read in place.
+    #[default]
+    F32,
+    /// bfloat16 copies, rounded to nearest even: half the bytes, each weight within 2⁻⁸
+    /// of itself (relative); products still accumulate in `f32`.
+    Bf16,
+}
+
+impl fmt::Display for Dtype {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(match self {
+            Dtype::F32 => "f32",
+            Dtype::Bf16 => "bf16",
+        })
+    }
+}
+
+/// Keys and values of every layer for the positions seen so far, for incremental decoding,
+/// of one text or of a batch of texts decoded together.
 pub struct KvCache {
-    /// Positions filled so far.
-    len: usize,
+    /// Positions filled so far, per text.
+    lens: Vec<usize>,
     /// Capacity in positions (the model's block_size).
     capacity: usize,
-    /// Keys, (n_layer, block_size, C): position p of layer l at `(l·block_size + p)·C`.
+    /// Keys, (texts, n_layer, block_size, C): position p of layer l of text s at
+    /// `((s·n_layer + l)·block_size + p)·C`.
     k: Vec<f32>,
     /// Values, laid out as the keys.
     v: Vec<f32>,
@@ -44,8 +78,26 @@ pub struct KvCache {
     probs: Vec<f32>,
     /// The zero shift of layer norms in a model without biases (C).
     zeros: Vec<f32>,
-    /// The last position's logits (vocab_size).
+    /// Each text's logits for its next token (texts, vocab_size).
     logits: Vec<f32>,
+}
+
+/// What the rows being fed are: `new` positions of one text, or one step of every text
+/// of the batch (row s is text s's next position).
+#[derive(Copy, Clone, Debug)]
+enum Feed {
+    Positions { text: usize },
+    Step,
+}
+
+impl Feed {
+    /// Row i's text and position.
+    fn at(self, i: usize, lens: &[usize]) -> (usize, usize) {
+        match self {
+            Feed::Positions { text } => (text, lens[text] + i),
+            Feed::Step => (i, lens[i]),
+        }
+    }
 }
 
 /// The activations of the n positions being fed, row-major, one row per position; each
@@ -80,13 +132,13 @@ impl Rows {
 }
 
 impl KvCache {
-    /// Positions held so far.
+    /// Positions held so far (of the first text).
     pub fn len(&self) -> usize {
-        self.len
+        self.lens[0]
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.lens[0] == 0
     }
 
     /// The most positions the cache holds (the model's block_size).
@@ -94,30 +146,78 @@ impl KvCache {
         self.capacity
     }
 
-    /// Forgets every position (keeping the buffers), to start a new text or to re-feed a
-    /// window that has slid past block_size.
+    /// How many texts the cache holds.
+    pub fn texts(&self) -> usize {
+        self.lens.len()
+    }
+
+    /// Forgets every position of every text (keeping the buffers), to start again.
     pub fn clear(&mut self) {
-        self.len = 0;
+        self.lens.fill(0);
+    }
+
+    /// Forgets every position of text `text`, to re-feed a window that has slid past
+    /// block_size.
+    pub fn clear_text(&mut self, text: usize) {
+        self.lens[text] = 0;
     }
 }
 
 impl Gpt {
-    /// An empty cache for up to block_size positions.
+    /// Keeps the weights the KV-cache path streams in `dtype`: bfloat16 copies are made
+    /// now (of the current weights: call again after changing them), `f32` drops them.
+    pub fn set_sampling_dtype(&mut self, dtype: Dtype) {
+        self.half.clear();
+        if dtype == Dtype::Bf16 {
+            let layers = &self.layers;
+            let blocks = layers.h.iter();
+            let linears = blocks.flat_map(|b| [&b.attn.c_attn, &b.attn.c_proj, &b.mlp.c_fc, &b.mlp.c_proj]);
+            for id in linears.map(|l| l.weight).chain([layers.wte]) {
+                self.half.insert(id, to_bf16(self.tape.data(id)));
+            }
+        }
+    }
+
+    /// The dtype the KV-cache path reads its weights in.
+    pub fn sampling_dtype(&self) -> Dtype {
+        if self.half.is_empty() {
+            Dtype::F32
+        } else {
+            Dtype::Bf16
+        }
+    }
+
+    /// Weight matrix `id` as the KV-cache path reads it (its bfloat16 copy, if any).
+    fn weights(&self, id: TensorId) -> Weights<'_> {
+        match self.half.get(&id) {
+            Some(half) => Weights::Bf16(half),
+            None => Weights::F32(self.tape.data(id)),
+        }
+    }
+
+    /// An empty cache for up to block_size positions of one text.
     pub fn new_cache(&self) -> KvCache {
+        self.new_batch_cache(1)
+    }
+
+    /// An empty cache for up to block_size positions of each of `texts` texts, decoded
+    /// together. Panics when `texts` is 0.
+    pub fn new_batch_cache(&self, texts: usize) -> KvCache {
+        assert!(texts > 0, "Gpt::new_batch_cache: a cache holds at least one text");
         let cfg = &self.config;
         let (c, t) = (cfg.n_embd, cfg.block_size);
         let mut rows = Rows::default();
         rows.resize(1, c);
         KvCache {
-            len: 0,
+            lens: vec![0; texts],
             capacity: t,
-            k: vec![0.0; cfg.n_layer * t * c],
-            v: vec![0.0; cfg.n_layer * t * c],
+            k: vec![0.0; texts * cfg.n_layer * t * c],
+            v: vec![0.0; texts * cfg.n_layer * t * c],
             rows,
             scores: vec![0.0; cfg.n_head * t],
             probs: vec![0.0; cfg.n_head * t],
             zeros: vec![0.0; c],
-            logits: vec![0.0; cfg.vocab_size],
+            logits: vec![0.0; texts * cfg.vocab_size],
         }
     }
 
@@ -130,13 +230,38 @@ impl Gpt {
     /// As [`Gpt::forward_cached`], returning the logits in the cache's own buffer, so a
     /// decoding loop allocates nothing per token.
     pub fn forward_cached_into<'c>(&self, cache: &'c mut KvCache, tokens: &[u32]) -> &'c [f32] {
+        self.forward_text_into(cache, 0, tokens)
+    }
+
+    /// As [`Gpt::forward_cached_into`], for text `text` of a batch cache: feeds its
+    /// `tokens` and returns its logits (vocab_size) for the next token.
+    pub fn forward_text_into<'c>(&self, cache: &'c mut KvCache, text: usize, tokens: &[u32]) -> &'c [f32] {
+        assert!(text < cache.texts(), "Gpt::forward_cached: text {text} of a cache of {}", cache.texts());
+        self.check_feed(cache, tokens, cache.lens[text]);
+        self.feed(cache, tokens, Feed::Positions { text });
+        let v = self.config.vocab_size;
+        &cache.logits[text * v..][..v]
+    }
+
+    /// One step of every text in a batch cache: `tokens[s]` continues text s. Returns the
+    /// logits (texts, vocab_size); each text's row has the bits feeding it alone would give.
+    pub fn forward_step_into<'c>(&self, cache: &'c mut KvCache, tokens: &[u32]) -> &'c [f32] {
+        assert_eq!(tokens.len(), cache.texts(), "Gpt::forward_step: one token per text of the cache");
+        let longest = cache.lens.iter().copied().max().unwrap_or(0);
+        self.check_feed(cache, &tokens[..1], longest);
+        self.feed(cache, tokens, Feed::Step);
+        &cache.logits
+    }
+
+    /// Panics unless `tokens` (fed after `len` cached positions) fit the cache and the
+    /// vocabulary.
+    fn check_feed(&self, cache: &KvCache, tokens: &[u32], len: usize) {
         let cfg = &self.config;
         assert!(!tokens.is_empty(), "Gpt::forward_cached: no tokens to feed");
         assert_eq!(cache.capacity, cfg.block_size, "Gpt::forward_cached: the cache belongs to another model");
         assert!(
-            cache.len + tokens.len() <= cfg.block_size,
-            "Gpt::forward_cached: {} cached positions + {} new tokens exceed block_size = {}; clear the cache and re-feed the last window",
-            cache.len,
+            len + tokens.len() <= cfg.block_size,
+            "Gpt::forward_cached: {len} cached positions + {} new tokens exceed block_size = {}; clear the cache and re-feed the last window",
             tokens.len(),
             cfg.block_size
         );
@@ -146,80 +271,114 @@ impl Gpt {
                 cfg.vocab_size
             );
         }
-        if tokens.len() > 1 || 4 * cfg.n_embd * cfg.n_embd >= PARALLEL_MATVEC {
+    }
+
+    /// Runs the rows on the pool when they fork (several rows, or large products).
+    fn feed(&self, cache: &mut KvCache, tokens: &[u32], feed: Feed) {
+        if tokens.len() > 1 || 4 * self.config.n_embd * self.config.n_embd >= PARALLEL_MATVEC {
             // Several rows' products and the large matrix-vector products fork onto
             // rayon's pool: entering the pool once per call, not once per product, saves a
             // cross-thread hand-off each time, and `on_pool` keeps the other workers awake
             // between products.
-            tensor::on_pool(|| self.forward_rows(cache, tokens));
+            tensor::on_pool(|| self.forward_rows(cache, tokens, feed));
         } else {
-            self.forward_rows(cache, tokens);
+            self.forward_rows(cache, tokens, feed);
         }
-        &cache.logits
     }
 
-    /// Runs n tokens at positions `cache.len..cache.len + n` through every block as one
-    /// (n, C) matrix, the recipe of [`Gpt::forward`] on new positions only: their keys and
-    /// values go into the cache, the last position's logits into `cache.logits`.
-    fn forward_rows(&self, cache: &mut KvCache, tokens: &[u32]) {
-        let (n, c) = (tokens.len(), self.config.n_embd);
+    /// Runs n tokens through every block as one (n, C) matrix, the recipe of
+    /// [`Gpt::forward`] on new positions only: their keys and values go into the cache,
+    /// the logits of each text's last new position into `cache.logits`.
+    fn forward_rows(&self, cache: &mut KvCache, tokens: &[u32], feed: Feed) {
+        let (n, c, v) = (tokens.len(), self.config.n_embd, self.config.vocab_size);
         let layers = &self.layers;
-        let pos0 = cache.len;
         cache.rows.resize(n, c);
         let (wte, wpe) = (self.tape.data(layers.wte), self.tape.data(layers.wpe));
         for (i, (x, &token)) in cache.rows.x.chunks_exact_mut(c).zip(tokens).enumerate() {
-            let (t, p) = (&wte[token as usize * c..][..c], &wpe[(pos0 + i) * c..][..c]);
+            let (_, pos) = feed.at(i, &cache.lens);
+            let (t, p) = (&wte[token as usize * c..][..c], &wpe[pos * c..][..c]);
             x.iter_mut().zip(t.iter().zip(p)).for_each(|(x, (t, p))| *x = t + p);
             // (n, C)
         }
         for (l, block) in layers.h.iter().enumerate() {
-            block.forward_cached(self, cache, l); // (n, C)
+            block.forward_cached(self, cache, l, feed); // (n, C)
         }
-        cache.len += n;
-        let last = (n - 1) * c..n * c;
         let rows = &mut cache.rows;
-        let normed = &mut rows.normed[last.clone()];
-        layers.ln_f.forward_cached(&self.tape, normed, &rows.x[last], &cache.zeros); // (1, C)
-        linear(&mut cache.logits, normed, wte, None, 1); // (1, V), head tied to wte
+        let head = self.weights(layers.wte); // tied to wte
+        match feed {
+            Feed::Positions { text } => {
+                cache.lens[text] += n;
+                let last = (n - 1) * c..n * c;
+                let normed = &mut rows.normed[last.clone()];
+                layers.ln_f.forward_cached(&self.tape, normed, &rows.x[last], &cache.zeros); // (1, C)
+                linear(&mut cache.logits[text * v..][..v], normed, head, None, 1); // (1, V)
+            }
+            Feed::Step => {
+                cache.lens.iter_mut().for_each(|len| *len += 1);
+                layers.ln_f.forward_cached(&self.tape, &mut rows.normed, &rows.x, &cache.zeros); // (n, C)
+                linear_rows(&mut cache.logits, &rows.normed, head, None, n); // (n, V)
+            }
+        }
     }
 }
 
 impl Block {
-    /// x + attn(ln_1(x)), then + mlp(ln_2(x)), for the n positions in `cache.rows`
-    /// (following the `cache.len` cached ones), whose keys and values go into layer
-    /// `layer`'s part of the cache. x: (n, C) → (n, C). [`Block::forward`] without dropout.
-    fn forward_cached(&self, gpt: &Gpt, cache: &mut KvCache, layer: usize) {
-        let (tape, n_head) = (&gpt.tape, gpt.config.n_head);
-        let KvCache { len, capacity, k, v, rows, scores, probs, zeros, .. } = cache;
+    /// x + attn(ln_1(x)), then + mlp(ln_2(x)), for the n rows in `cache.rows` (each after
+    /// its text's cached positions), whose keys and values go into layer `layer`'s part of
+    /// the cache. x: (n, C) → (n, C). [`Block::forward`] without dropout.
+    fn forward_cached(&self, gpt: &Gpt, cache: &mut KvCache, layer: usize, feed: Feed) {
+        let n_head = gpt.config.n_head;
+        let n_layer = gpt.config.n_layer;
+        let KvCache { lens, capacity, k, v, rows, scores, probs, zeros, .. } = cache;
         let Rows { x, normed, qkv, att, hidden, branch } = rows;
         let c = zeros.len();
         let n = x.len() / c;
-        self.ln_1.forward_cached(tape, normed, x, zeros); // (n, C)
-        self.attn.c_attn.forward_cached(tape, qkv, normed, n); // (n, 3C)
-        let layer_kv = layer * *capacity * c;
+        // Text s's keys (or values) of this layer start here.
+        let layer_kv = |s: usize| (s * n_layer + layer) * *capacity * c;
+        self.ln_1.forward_cached(&gpt.tape, normed, x, zeros); // (n, C)
+        self.attn.c_attn.forward_cached(gpt, qkv, normed, feed); // (n, 3C)
         for (i, qkv) in qkv.chunks_exact(3 * c).enumerate() {
-            let at = layer_kv + (*len + i) * c;
+            let (s, pos) = feed.at(i, lens);
+            let at = layer_kv(s) + pos * c;
             k[at..][..c].copy_from_slice(&qkv[c..2 * c]);
             v[at..][..c].copy_from_slice(&qkv[2 * c..]);
         }
-        let seen = layer_kv..layer_kv + (*len + n) * c;
-        let kv = (&k[seen.clone()], &v[seen]); // (len + n, C) each
-        attend(att, qkv, kv, (n, n_head), (scores, probs)); // (n, C)
-        self.attn.c_proj.forward_cached(tape, branch, att, n); // (n, C)
+        match feed {
+            Feed::Positions { text } => {
+                let seen = layer_kv(text)..layer_kv(text) + (lens[text] + n) * c;
+                let kv = (&k[seen.clone()], &v[seen]); // (len + n, C) each
+                attend(att, qkv, kv, (n, n_head), (scores, probs)); // (n, C)
+            }
+            Feed::Step => {
+                // Each text's row over its own cache, as it would be attended alone.
+                for (s, (att, qkv)) in att.chunks_exact_mut(c).zip(qkv.chunks_exact(3 * c)).enumerate() {
+                    let seen = layer_kv(s)..layer_kv(s) + (lens[s] + 1) * c;
+                    let kv = (&k[seen.clone()], &v[seen]); // (len + 1, C) each
+                    attend(att, qkv, kv, (1, n_head), (&mut scores[..], &mut probs[..])); // (1, C)
+                }
+            }
+        }
+        self.attn.c_proj.forward_cached(gpt, branch, att, feed); // (n, C)
         x.iter_mut().zip(branch.iter()).for_each(|(x, y)| *x += y); // (n, C)
-        self.ln_2.forward_cached(tape, normed, x, zeros); // (n, C)
-        self.mlp.c_fc.forward_cached(tape, hidden, normed, n); // (n, 4C)
+        self.ln_2.forward_cached(&gpt.tape, normed, x, zeros); // (n, C)
+        self.mlp.c_fc.forward_cached(gpt, hidden, normed, feed); // (n, 4C)
         gelu_in_place(hidden); // (n, 4C)
-        self.mlp.c_proj.forward_cached(tape, branch, hidden, n); // (n, C)
+        self.mlp.c_proj.forward_cached(gpt, branch, hidden, feed); // (n, C)
         x.iter_mut().zip(branch.iter()).for_each(|(x, y)| *x += y); // (n, C)
     }
 }
 
 impl Linear {
     /// n rows through the layer without the tape: out (n, oc) = x (n, c) · weightᵀ + bias.
-    fn forward_cached(&self, tape: &Tape, out: &mut [f32], x: &[f32], n: usize) {
-        let bias = self.bias.map(|b| tape.data(b));
-        linear(out, x, tape.data(self.weight), bias, n);
+    /// A batch step's rows each get the bits of a matrix-vector product of their own.
+    fn forward_cached(&self, gpt: &Gpt, out: &mut [f32], x: &[f32], feed: Feed) {
+        let n = x.len() / gpt.tape.shape(self.weight)[1];
+        let bias = self.bias.map(|b| gpt.tape.data(b));
+        let weights = gpt.weights(self.weight);
+        match feed {
+            Feed::Positions { .. } => linear(out, x, weights, bias, n),
+            Feed::Step => linear_rows(out, x, weights, bias, n),
+        }
     }
 }
 

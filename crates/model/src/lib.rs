@@ -20,7 +20,7 @@ pub mod testing;
 
 pub use config::GptConfig;
 pub use gpt::{ForwardOutput, Gpt};
-pub use kv_cache::KvCache;
+pub use kv_cache::{Dtype, KvCache};
 
 /// A model configuration that cannot be built; the message names the field and the rule.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]

@@ -6,5 +6,8 @@
 /// The ε every layer norm adds to the variance (GPT-2's value).
 pub use crate::ops::layernorm::EPS as LAYERNORM_EPS;
 pub use crate::ops::reduce::kernels::sum_squares;
-pub use crate::ops::rows::{attend, gelu_in_place, layernorm, linear, PARALLEL_ATTEND, PARALLEL_MATVEC};
+pub use crate::ops::bf16::{to_bf16, Bf16};
+pub use crate::ops::rows::{
+    attend, gelu_in_place, layernorm, linear, linear_rows, Weights, PARALLEL_ATTEND, PARALLEL_MATVEC,
+};
 pub use crate::simd::vectorised;

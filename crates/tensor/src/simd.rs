@@ -44,21 +44,22 @@ pub fn level() -> Level {
 ///
 /// Written `=> body::<FMA>(args)`, the body takes a `const FMA: bool` that is true in the
 /// AVX-512 and AVX2 + FMA variants: a body with hand-written AVX2 + FMA intrinsics calls
-/// them only when `FMA` holds, and a portable loop otherwise.
+/// them only when `FMA` holds, and a portable loop otherwise. A generic body names its type
+/// parameters after it: `=> body::<FMA, W>(args)`.
 macro_rules! simd_dispatch {
     ($(#[$meta:meta])* $vis:vis fn $name:ident $(<$($gen:ident $(: $bound:path)?),+>)?
-        => $body:ident $(::<$fma:ident>)? ($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?) => {
+        => $body:ident $(::<$fma:ident $(, $targ:ident)*>)? ($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?) => {
         $(#[$meta])*
         $vis fn $name $(<$($gen $(: $bound)?),+>)? ($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx2,fma")]
                 unsafe fn avx512 $(<$($gen $(: $bound)?),+>)? ($($arg: $ty),*) $(-> $ret)? {
-                    $body $(::<{ $crate::simd::fma_flag!($fma, true) }>)? ($($arg),*)
+                    $body $(::<{ $crate::simd::fma_flag!($fma, true) } $(, $targ)*>)? ($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2 $(<$($gen $(: $bound)?),+>)? ($($arg: $ty),*) $(-> $ret)? {
-                    $body $(::<{ $crate::simd::fma_flag!($fma, true) }>)? ($($arg),*)
+                    $body $(::<{ $crate::simd::fma_flag!($fma, true) } $(, $targ)*>)? ($($arg),*)
                 }
                 match $crate::simd::level() {
                     // SAFETY: the CPU supports AVX-512F, AVX2 and FMA (`level` checked).
@@ -68,7 +69,7 @@ macro_rules! simd_dispatch {
                     $crate::simd::Level::Portable => {}
                 }
             }
-            $body $(::<{ $crate::simd::fma_flag!($fma, false) }>)? ($($arg),*)
+            $body $(::<{ $crate::simd::fma_flag!($fma, false) } $(, $targ)*>)? ($($arg),*)
         }
     };
 }

@@ -23,6 +23,7 @@ use rayon::prelude::*;
 
 use crate::gemm::{gemm, Mat};
 use crate::ops::elementwise::kernels::gelu;
+use crate::ops::bf16::{Bf16, WeightElem};
 use crate::ops::exp::exp;
 use crate::ops::layernorm::EPS;
 use crate::simd::simd_dispatch;
@@ -214,27 +215,47 @@ const FEW_ROWS: usize = 64;
 /// Rows of x per parallel task in [`matmul_rows`].
 const ROWS_PER_TASK: usize = 8;
 
+/// A linear layer's weight matrix (oc, c), row-major, in `f32` or in bfloat16 (read
+/// widened to `f32`, every product and sum in `f32`; see `ops/bf16.rs`).
+#[derive(Copy, Clone, Debug)]
+pub enum Weights<'a> {
+    F32(&'a [f32]),
+    Bf16(&'a [Bf16]),
+}
+
 /// n new positions through a linear layer: out (n, oc) = x (n, c) · wᵀ + bias.
 /// w: (oc, c), bias: (oc). One row is a matrix-vector product ([`matvec`]); a few rows
-/// through a small layer take the row kernels ([`matmul_rows`]: no packing, and the bits
-/// of one row at a time); otherwise one GEMM, as the tape's `matmul_forward` computes it,
-/// with the bias rows copied on this thread.
-pub fn linear(out: &mut [f32], x: &[f32], w: &[f32], bias: Option<&[f32]>, n: usize) {
+/// through a small layer, and any rows through bfloat16 weights, take the row kernels
+/// ([`matmul_rows`]: no packing, and the bits of one row at a time); otherwise one GEMM,
+/// as the tape's `matmul_forward` computes it, with the bias rows copied on this thread.
+pub fn linear(out: &mut [f32], x: &[f32], w: Weights, bias: Option<&[f32]>, n: usize) {
     let (c, oc) = (x.len() / n, out.len() / n);
-    if n == 1 {
-        return matvec(out, w, bias, x);
+    match w {
+        Weights::F32(w) if n > 1 && (n > FEW_ROWS || oc * c >= PARALLEL_MATVEC) => {
+            if let Some(bias) = bias {
+                out.chunks_exact_mut(oc).for_each(|row| row.copy_from_slice(bias));
+            }
+            gemm(n, c, oc, Mat::rows(x, c), Mat::transposed(w, c), out, bias.is_some());
+        }
+        w => linear_rows(out, x, w, bias, n),
     }
-    if n <= FEW_ROWS && oc * c < PARALLEL_MATVEC {
-        return matmul_rows(out, w, bias, x, n);
+}
+
+/// n rows through a linear layer, each row given exactly the bits a matrix-vector product
+/// of that row alone gives ([`matvec`], whatever n, the layer's size or the thread count):
+/// for rows of different texts decoded as one batch, whose logits must be those of
+/// decoding each text alone. out (n, oc) = x (n, c) · wᵀ + bias.
+pub fn linear_rows(out: &mut [f32], x: &[f32], w: Weights, bias: Option<&[f32]>, n: usize) {
+    match (w, n) {
+        (Weights::F32(w), 1) => matvec(out, w, bias, x),
+        (Weights::Bf16(w), 1) => matvec(out, w, bias, x),
+        (Weights::F32(w), _) => matmul_rows(out, w, bias, x, n),
+        (Weights::Bf16(w), _) => matmul_rows(out, w, bias, x, n),
     }
-    if let Some(bias) = bias {
-        out.chunks_exact_mut(oc).for_each(|row| row.copy_from_slice(bias));
-    }
-    gemm(n, c, oc, Mat::rows(x, c), Mat::transposed(w, c), out, bias.is_some());
 }
 
 /// out (oc) = w (oc, c) · x (c) + bias (oc).
-pub fn matvec(out: &mut [f32], w: &[f32], bias: Option<&[f32]>, x: &[f32]) {
+pub fn matvec<W: WeightElem>(out: &mut [f32], w: &[W], bias: Option<&[f32]>, x: &[f32]) {
     let c = x.len();
     debug_assert!(w.len() == out.len() * c);
     if out.len() * c < PARALLEL_MATVEC {
@@ -251,10 +272,12 @@ pub fn matvec(out: &mut [f32], w: &[f32], bias: Option<&[f32]>, x: &[f32]) {
 
 /// out (n, oc) = x (n, c) · wᵀ + bias for a few rows of x, without packing: each group of
 /// four weight rows is loaded into L1 once and dotted with every row of x (of a task's
-/// `ROWS_PER_TASK` = 8 rows, when n is large enough to split across threads). Each element
-/// is computed by exactly the instructions [`matvec`] uses for it, so feeding rows
-/// together gives the bits of feeding them one at a time, whatever the thread count.
-pub fn matmul_rows(out: &mut [f32], w: &[f32], bias: Option<&[f32]>, x: &[f32], n: usize) {
+/// `ROWS_PER_TASK` = 8 rows, when n is large enough to split across threads; for fewer
+/// rows through a large layer, of a task's `MATVEC_ROWS` weight rows, as [`matvec`] splits
+/// them). Each element is computed by exactly the instructions [`matvec`] uses for it, so
+/// feeding rows together gives the bits of feeding them one at a time, whatever the
+/// thread count.
+pub fn matmul_rows<W: WeightElem>(out: &mut [f32], w: &[W], bias: Option<&[f32]>, x: &[f32], n: usize) {
     let (c, oc) = (x.len() / n, out.len() / n);
     assert!(
         x.len() == n * c && out.len() == n * oc && w.len() == oc * c,
@@ -267,6 +290,19 @@ pub fn matmul_rows(out: &mut [f32], w: &[f32], bias: Option<&[f32]>, x: &[f32], 
         out.par_chunks_mut(ROWS_PER_TASK * oc)
             .zip(x.par_chunks(ROWS_PER_TASK * c))
             .for_each(|(out, x)| products_rows(out, w, x, c));
+    } else if oc * c >= PARALLEL_MATVEC {
+        // Each task's weight rows (r of them) give an (n, r) tile, copied into place after.
+        let mut tiles = vec![0.0; n * oc];
+        tiles
+            .par_chunks_mut(n * MATVEC_ROWS)
+            .zip(w.par_chunks(MATVEC_ROWS * c))
+            .for_each(|(tile, w)| products_rows(tile, w, x, c));
+        for (j, tile) in tiles.chunks(n * MATVEC_ROWS).enumerate() {
+            let r = tile.len() / n;
+            for (out, tile) in out.chunks_exact_mut(oc).zip(tile.chunks_exact(r)) {
+                out[j * MATVEC_ROWS..][..r].copy_from_slice(tile);
+            }
+        }
     } else {
         products_rows(out, w, x, c);
     }
@@ -280,11 +316,11 @@ pub fn matmul_rows(out: &mut [f32], w: &[f32], bias: Option<&[f32]>, x: &[f32], 
 simd_dispatch!(
     /// out (n, oc) = x (n, c) · wᵀ, weight group outermost: four weight rows at a time
     /// with AVX2 + FMA, each group dotted with every row of x while it is in L1.
-    fn products_rows => products_rows_body::<FMA>(out: &mut [f32], w: &[f32], x: &[f32], c: usize)
+    fn products_rows<W: WeightElem> => products_rows_body::<FMA, W>(out: &mut [f32], w: &[W], x: &[f32], c: usize)
 );
 
 #[inline(always)]
-fn products_rows_body<const FMA: bool>(out: &mut [f32], w: &[f32], x: &[f32], c: usize) {
+fn products_rows_body<const FMA: bool, W: WeightElem>(out: &mut [f32], w: &[W], x: &[f32], c: usize) {
     #[cfg(target_arch = "x86_64")]
     if FMA {
         // SAFETY: FMA holds only where the CPU has AVX2 and FMA (see the module comment).
@@ -293,7 +329,7 @@ fn products_rows_body<const FMA: bool>(out: &mut [f32], w: &[f32], x: &[f32], c:
     }
     let oc = w.len() / c;
     for (out, x) in out.chunks_exact_mut(oc).zip(x.chunks_exact(c)) {
-        matvec_rows_body::<FMA>(out, w, x);
+        matvec_rows_body::<FMA, W>(out, w, x);
     }
 }
 
@@ -301,7 +337,7 @@ fn products_rows_body<const FMA: bool>(out: &mut [f32], w: &[f32], x: &[f32], c:
 /// of x two at a time ([`dot4x2_avx2`]), so every load of the weights serves two rows of x.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn products_rows_avx2(out: &mut [f32], w: &[f32], x: &[f32], c: usize) {
+unsafe fn products_rows_avx2<W: WeightElem>(out: &mut [f32], w: &[W], x: &[f32], c: usize) {
     let oc = w.len() / c;
     let groups = oc / 4;
     for (g, w) in w.chunks_exact(4 * c).enumerate() {
@@ -325,11 +361,11 @@ unsafe fn products_rows_avx2(out: &mut [f32], w: &[f32], x: &[f32], c: usize) {
 
 simd_dispatch!(
     /// out[o] = w[o, :] · x for a block of rows, four at a time with AVX2 + FMA.
-    fn matvec_rows => matvec_rows_body::<FMA>(out: &mut [f32], w: &[f32], x: &[f32])
+    fn matvec_rows<W: WeightElem> => matvec_rows_body::<FMA, W>(out: &mut [f32], w: &[W], x: &[f32])
 );
 
 #[inline(always)]
-fn matvec_rows_body<const FMA: bool>(out: &mut [f32], w: &[f32], x: &[f32]) {
+fn matvec_rows_body<const FMA: bool, W: WeightElem>(out: &mut [f32], w: &[W], x: &[f32]) {
     let c = x.len();
     #[cfg(target_arch = "x86_64")]
     if FMA {
@@ -367,16 +403,16 @@ fn dot_body<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Σ a·b, with 16 independent partial sums so the compiler keeps them in vector lanes.
-fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
+fn dot_portable<W: WeightElem>(a: &[W], b: &[f32]) -> f32 {
     const LANES: usize = 16;
     let split = a.len() - a.len() % LANES;
     let mut acc = [0.0f32; LANES];
     for (ca, cb) in a[..split].chunks_exact(LANES).zip(b[..split].chunks_exact(LANES)) {
         for i in 0..LANES {
-            acc[i] += ca[i] * cb[i];
+            acc[i] += ca[i].widen() * cb[i];
         }
     }
-    let tail: f32 = a[split..].iter().zip(&b[split..]).map(|(x, y)| x * y).sum();
+    let tail: f32 = a[split..].iter().zip(&b[split..]).map(|(x, y)| x.widen() * y).sum();
     acc.iter().sum::<f32>() + tail
 }
 
@@ -402,40 +438,40 @@ fn finish(s: std::arch::x86_64::__m256) -> f32 {
 /// the first, then a scalar tail: the per-row recipe [`dot4_avx2`] repeats exactly.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+unsafe fn dot_avx2<W: WeightElem>(a: &[W], b: &[f32]) -> f32 {
     use std::arch::x86_64::*;
     let n = a.len().min(b.len());
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
     let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
     let mut i = 0;
     while i + 16 <= n {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8)), _mm256_loadu_ps(pb.add(i + 8)), acc1);
+        acc0 = _mm256_fmadd_ps(W::load8(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+        acc1 = _mm256_fmadd_ps(W::load8(pa.add(i + 8)), _mm256_loadu_ps(pb.add(i + 8)), acc1);
         i += 16;
     }
     if i + 8 <= n {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+        acc0 = _mm256_fmadd_ps(W::load8(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
         i += 8;
     }
     let sum = finish(_mm256_add_ps(acc0, acc1));
     if i == n {
         return sum;
     }
-    sum + a[i..n].iter().zip(&b[i..n]).map(|(x, y)| x * y).sum::<f32>()
+    sum + a[i..n].iter().zip(&b[i..n]).map(|(x, y)| x.widen() * y).sum::<f32>()
 }
 
-/// How far ahead in the weights (in values: 24 KiB) [`dot4_avx2`] asks for the cache lines
+/// How far ahead in the weights (in bytes: 24 KiB) [`dot4_avx2`] asks for the cache lines
 /// it will read, into L2 (so as not to evict what L1 holds). It reads four rows side by
 /// side, each only a few dozen cache lines long: four short interleaved streams, which
 /// the hardware prefetcher follows too late to keep the memory bus busy. (Near the end of
 /// a matrix this points past it; a prefetch is only a hint and never faults.)
-const PREFETCH_AHEAD: usize = 6 * 1024;
+const PREFETCH_AHEAD: usize = 24 * 1024;
 
 /// out[r] = w[r, :] · x for four consecutive rows of w (4, c), each with the instructions
 /// of [`dot_avx2`], sharing the loads of x.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot4_avx2(out: &mut [f32], w: &[f32], x: &[f32]) {
+unsafe fn dot4_avx2<W: WeightElem>(out: &mut [f32], w: &[W], x: &[f32]) {
     use std::arch::x86_64::*;
     let c = x.len();
     debug_assert!(out.len() == 4 && w.len() == 4 * c);
@@ -447,16 +483,16 @@ unsafe fn dot4_avx2(out: &mut [f32], w: &[f32], x: &[f32]) {
         let (x0, x1) = (_mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(px.add(i + 8)));
         for r in 0..4 {
             let row = pw.add(r * c + i);
-            _mm_prefetch::<_MM_HINT_T1>(row.wrapping_add(PREFETCH_AHEAD) as *const i8);
-            acc0[r] = _mm256_fmadd_ps(_mm256_loadu_ps(row), x0, acc0[r]);
-            acc1[r] = _mm256_fmadd_ps(_mm256_loadu_ps(row.add(8)), x1, acc1[r]);
+            _mm_prefetch::<_MM_HINT_T1>((row as *const i8).wrapping_add(PREFETCH_AHEAD));
+            acc0[r] = _mm256_fmadd_ps(W::load8(row), x0, acc0[r]);
+            acc1[r] = _mm256_fmadd_ps(W::load8(row.add(8)), x1, acc1[r]);
         }
         i += 16;
     }
     if i + 8 <= c {
         let x0 = _mm256_loadu_ps(px.add(i));
         for (r, acc) in acc0.iter_mut().enumerate() {
-            *acc = _mm256_fmadd_ps(_mm256_loadu_ps(pw.add(r * c + i)), x0, *acc);
+            *acc = _mm256_fmadd_ps(W::load8(pw.add(r * c + i)), x0, *acc);
         }
         i += 8;
     }
@@ -465,7 +501,7 @@ unsafe fn dot4_avx2(out: &mut [f32], w: &[f32], x: &[f32]) {
     if i < c {
         for (r, o) in out.iter_mut().enumerate() {
             let row = &w[r * c..][..c];
-            *o += row[i..].iter().zip(&x[i..]).map(|(w, x)| w * x).sum::<f32>();
+            *o += row[i..].iter().zip(&x[i..]).map(|(w, x)| w.widen() * x).sum::<f32>();
         }
     }
 }
@@ -477,7 +513,7 @@ unsafe fn dot4_avx2(out: &mut [f32], w: &[f32], x: &[f32]) {
 /// fit in registers next to the loads they share.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot4x2_avx2(out: [&mut [f32]; 2], w: &[f32], (xa, xb): (&[f32], &[f32])) {
+unsafe fn dot4x2_avx2<W: WeightElem>(out: [&mut [f32]; 2], w: &[W], (xa, xb): (&[f32], &[f32])) {
     use std::arch::x86_64::*;
     let c = xa.len();
     debug_assert!(out.iter().all(|o| o.len() == 4) && w.len() == 4 * c && xb.len() == c);
@@ -489,7 +525,7 @@ unsafe fn dot4x2_avx2(out: [&mut [f32]; 2], w: &[f32], (xa, xb): (&[f32], &[f32]
         while i + 8 <= end {
             let (a, b) = (_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)));
             for (r, (sa, sb)) in acc_a.iter_mut().zip(acc_b.iter_mut()).enumerate() {
-                let wr = _mm256_loadu_ps(pw.add(r * c + i));
+                let wr = W::load8(pw.add(r * c + i));
                 *sa = _mm256_fmadd_ps(wr, a, *sa);
                 *sb = _mm256_fmadd_ps(wr, b, *sb);
             }
@@ -512,7 +548,7 @@ unsafe fn dot4x2_avx2(out: [&mut [f32]; 2], w: &[f32], (xa, xb): (&[f32], &[f32]
         if i < c {
             for (r, o) in out.iter_mut().enumerate() {
                 let row = &w[r * c..][..c];
-                *o += row[i..].iter().zip(&x[i..]).map(|(w, x)| w * x).sum::<f32>();
+                *o += row[i..].iter().zip(&x[i..]).map(|(w, x)| w.widen() * x).sum::<f32>();
             }
         }
     }
@@ -530,7 +566,7 @@ mod tests {
                 let w: Vec<f32> = (0..oc * c).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
                 let x: Vec<f32> = (0..c).map(|i| ((i * 13 % 29) as f32 - 14.0) / 7.0).collect();
                 let mut out = vec![0.0; oc];
-                matvec(&mut out, &w, None, &x);
+                matvec(&mut out, w.as_slice(), None, &x);
                 for (o, row) in out.iter().zip(w.chunks_exact(c)) {
                     assert_eq!(o.to_bits(), dot(row, &x).to_bits(), "c {c}, oc {oc}");
                     let plain: f32 = row.iter().zip(&x).map(|(a, b)| a * b).sum();
@@ -550,13 +586,99 @@ mod tests {
                     let x: Vec<f32> = (0..n * c).map(|i| ((i * 13 % 29) as f32 - 14.0) / 7.0).collect();
                     let bias: Vec<f32> = (0..oc).map(|i| i as f32 / 3.0).collect();
                     let mut out = vec![0.0; n * oc];
-                    matmul_rows(&mut out, &w, Some(&bias), &x, n);
+                    matmul_rows(&mut out, w.as_slice(), Some(&bias), &x, n);
                     for (got, x) in out.chunks_exact(oc).zip(x.chunks_exact(c)) {
                         let mut want = vec![0.0; oc];
-                        matvec(&mut want, &w, Some(&bias), x);
+                        matvec(&mut want, w.as_slice(), Some(&bias), x);
                         let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                         assert_eq!(bits(got), bits(&want), "c {c}, oc {oc}, n {n}");
                     }
+                }
+            }
+        }
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// Weights and inputs of a layer (oc, c), varied in sign and size.
+    fn layer(oc: usize, c: usize) -> (Vec<f32>, Vec<f32>) {
+        let w = (0..oc * c).map(|i| ((i * 37 % 101) as f32 - 50.0) / 37.0 * (1.0 + (i % 7) as f32 / 13.0)).collect();
+        let x = (0..c).map(|i| ((i * 13 % 29) as f32 - 14.0) / 7.0).collect();
+        (w, x)
+    }
+
+    #[test]
+    fn bf16_products_give_the_bits_of_f32_products_over_the_widened_weights() {
+        for c in [5, 8, 24, 37, 64] {
+            for oc in [1, 3, 4, 7, 9] {
+                let (w, x) = layer(oc, c);
+                let half = crate::ops::bf16::to_bf16(&w);
+                let widened: Vec<f32> = half.iter().map(|h| h.to_f32()).collect();
+                let (mut got, mut want) = (vec![0.0; oc], vec![0.0; oc]);
+                matvec(&mut got, &half, None, &x);
+                matvec(&mut want, &widened, None, &x);
+                assert_eq!(bits(&got), bits(&want), "c {c}, oc {oc}");
+                // The portable bodies agree with each other the same way.
+                matvec_rows_body::<false, Bf16>(&mut got, &half, &x);
+                matvec_rows_body::<false, f32>(&mut want, &widened, &x);
+                assert_eq!(bits(&got), bits(&want), "portable, c {c}, oc {oc}");
+            }
+        }
+    }
+
+    #[test]
+    fn bf16_products_are_within_the_rounding_bound_of_f32() {
+        // Each weight moves by at most 2⁻⁸ of itself, so a product moves by at most
+        // 2⁻⁸ Σ|w·x|, plus the f32 rounding of the two sums (far smaller at these sizes).
+        for c in [37, 64, 768] {
+            let oc = 16;
+            let (w, x) = layer(oc, c);
+            let half = crate::ops::bf16::to_bf16(&w);
+            let (mut got, mut want) = (vec![0.0; oc], vec![0.0; oc]);
+            matvec(&mut got, &half, None, &x);
+            matvec(&mut want, w.as_slice(), None, &x);
+            for (o, (g, f)) in got.iter().zip(&want).enumerate() {
+                let magnitude: f32 = w[o * c..][..c].iter().zip(&x).map(|(w, x)| (w * x).abs()).sum();
+                let bound = magnitude / 256.0 + 1e-5 * magnitude;
+                assert!((g - f).abs() <= bound, "c {c}, row {o}: bf16 {g} vs f32 {f}, bound {bound}");
+            }
+        }
+    }
+
+    #[test]
+    fn portable_and_vector_products_agree_within_rounding() {
+        // The AVX2 and AVX-512 variants run the same instructions (the same bits); the
+        // portable one multiplies and adds separately and sums in another order.
+        let (oc, c) = (9, 100);
+        let (w, x) = layer(oc, c);
+        let (mut vector, mut portable) = (vec![0.0; oc], vec![0.0; oc]);
+        matvec_rows(&mut vector, w.as_slice(), &x);
+        matvec_rows_body::<false, f32>(&mut portable, &w, &x);
+        for (v, p) in vector.iter().zip(&portable) {
+            assert!((v - p).abs() <= 1e-5 * v.abs().max(1.0), "{v} vs {p}");
+        }
+    }
+
+    #[test]
+    fn linear_rows_of_a_large_layer_give_the_bits_of_one_matvec_per_row() {
+        // Large enough that the rows split the weights across threads in tiles, with a
+        // last tile of fewer rows.
+        let (oc, c) = (700, 200);
+        const { assert!(700 * 200 >= PARALLEL_MATVEC) };
+        let (w, _) = layer(oc, c);
+        let half = crate::ops::bf16::to_bf16(&w);
+        let bias: Vec<f32> = (0..oc).map(|i| i as f32 / 100.0).collect();
+        for n in [2, 3, 8] {
+            let x: Vec<f32> = (0..n * c).map(|i| ((i * 13 % 29) as f32 - 14.0) / 7.0).collect();
+            for weights in [Weights::F32(&w), Weights::Bf16(&half)] {
+                let mut got = vec![0.0; n * oc];
+                linear_rows(&mut got, &x, weights, Some(&bias), n);
+                for (got, x) in got.chunks_exact(oc).zip(x.chunks_exact(c)) {
+                    let mut want = vec![0.0; oc];
+                    linear_rows(&mut want, x, weights, Some(&bias), 1);
+                    assert_eq!(bits(got), bits(&want), "n {n}, {weights:?}");
                 }
             }
         }
