@@ -395,8 +395,8 @@ impl LayerNorm {
 mod tests {
     use tensor::Rng;
 
-    use crate::sampling::{generate, SamplingParams};
-    use crate::{Gpt, GptConfig};
+    use crate::sampling::{generate, generate_batch, sample_streams, SamplingParams};
+    use crate::{Dtype, Gpt, GptConfig};
 
     /// A model with large random weights (see `testing::randomise`).
     fn random_model(config: GptConfig, seed: u64) -> Gpt {
@@ -482,5 +482,70 @@ mod tests {
         let (one, two) = (run(1), run(2));
         assert!(one.0 == two.0, "cached logits differ between 1 and 2 threads");
         assert_eq!(one.1, two.1, "generated text differs between 1 and 2 threads");
+    }
+
+    #[test]
+    fn batched_samples_equal_the_samples_generated_one_after_another() {
+        // Wide enough that the products split across threads (in tiles, for the batch),
+        // and long enough that the windows slide twice.
+        let mut gpt = random_model(GptConfig { block_size: 16, ..config(192, true) }, 6);
+        const { assert!(4 * 192 * 192 >= super::PARALLEL_MATVEC) };
+        let prompt = [1, 2, 3];
+        for dtype in [Dtype::F32, Dtype::Bf16] {
+            gpt.set_sampling_dtype(dtype);
+            for params in [
+                SamplingParams { temperature: 1.0, top_k: None, top_p: None },
+                SamplingParams { temperature: 0.0, top_k: None, top_p: None },
+                SamplingParams { temperature: 0.8, top_k: Some(5), top_p: Some(0.9) },
+            ] {
+                let mut rng = Rng::seeded(11);
+                let alone: Vec<Vec<u32>> =
+                    (0..5).map(|_| generate(&gpt, &prompt, 30, &params, &mut rng, &mut |_| {})).collect();
+                let mut rngs = sample_streams(&Rng::seeded(11), 5, 30, &params);
+                let batched = generate_batch(&gpt, &prompt, 30, &params, &mut rngs, &mut |_, _| {});
+                assert_eq!(batched, alone, "{dtype}, {params:?}");
+                if params.temperature > 0.0 {
+                    assert!(alone.iter().any(|t| t != &alone[0]), "the samples should differ");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn batched_logits_have_the_bits_of_one_text_at_a_time() {
+        let gpt = random_model(config(192, false), 7);
+        let texts = [[3u32, 9, 4, 30], [3, 1, 1, 2], [3, 36, 0, 5]];
+        let mut batch = gpt.new_batch_cache(3);
+        for (s, text) in texts.iter().enumerate() {
+            gpt.forward_text_into(&mut batch, s, &text[..1]);
+        }
+        let mut alone: Vec<_> = texts.iter().map(|t| (gpt.new_cache(), t)).collect();
+        alone.iter_mut().for_each(|(cache, t)| drop(gpt.forward_cached(cache, &t[..1])));
+        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for step in 1..4 {
+            let tokens: Vec<u32> = texts.iter().map(|t| t[step]).collect();
+            let got = gpt.forward_step_into(&mut batch, &tokens).to_vec();
+            for (s, (cache, t)) in alone.iter_mut().enumerate() {
+                let want = gpt.forward_cached(cache, &[t[step]]);
+                assert_eq!(bits(&got[s * 37..][..37]), bits(&want), "step {step}, text {s}");
+            }
+        }
+    }
+
+    #[test]
+    fn bf16_logits_stay_close_to_f32() {
+        let mut gpt = random_model(config(64, true), 8);
+        let tokens: Vec<u32> = (0..20).map(|i| (i * 7 % 37) as u32).collect();
+        let f32_logits = gpt.forward_cached(&mut gpt.new_cache(), &tokens);
+        gpt.set_sampling_dtype(Dtype::Bf16);
+        assert_eq!(gpt.sampling_dtype(), Dtype::Bf16);
+        let half = gpt.forward_cached(&mut gpt.new_cache(), &tokens);
+        let scale = f32_logits.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        let diff = half.iter().zip(&f32_logits).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        // Each weight is within 2⁻⁸ of itself; through two blocks and the head the logits
+        // move by a few percent of their scale at most.
+        assert!(diff > 0.0 && diff <= 0.05 * scale, "max |diff| {diff} for logits up to {scale}");
+        gpt.set_sampling_dtype(Dtype::F32);
+        assert_eq!(gpt.forward_cached(&mut gpt.new_cache(), &tokens), f32_logits);
     }
 }

@@ -191,11 +191,14 @@ pub fn sample_next(logits: &[f32], params: &SamplingParams, rng: &mut Rng) -> u3
 }
 
 /// Incremental decoding over the KV cache with the sliding window described at the top
-/// of this file: holds the tokens the cache has seen and the logits of the next token.
+/// of this file: holds the tokens the cache has seen and the logits of the next token,
+/// of one text or of a batch of texts decoded together ([`Decoder::batch`]).
 pub struct Decoder<'a> {
     gpt: &'a Gpt,
     cache: KvCache,
-    window: Vec<u32>,
+    /// Each text's tokens, at positions 0.., oldest first.
+    windows: Vec<Vec<u32>>,
+    /// Each text's logits for its next token (texts, vocab_size).
     logits: Vec<f32>,
 }
 
@@ -203,41 +206,71 @@ impl<'a> Decoder<'a> {
     /// Feeds the prompt (its last block_size tokens when it is longer) into a fresh
     /// cache. Panics when the prompt is empty: the model needs one token to predict from.
     pub fn new(gpt: &'a Gpt, prompt: &[u32]) -> Decoder<'a> {
+        Decoder::batch(gpt, prompt, 1)
+    }
+
+    /// `texts` texts that all start from `prompt`, decoded together: each step feeds the
+    /// next token of every text as one batch ([`Gpt::forward_step_into`]), and each text's
+    /// logits are those a decoder of its own would give. Panics when the prompt is empty
+    /// or `texts` is 0.
+    pub fn batch(gpt: &'a Gpt, prompt: &[u32], texts: usize) -> Decoder<'a> {
         assert!(
             !prompt.is_empty(),
             "Decoder::new: the prompt is empty; start from a token such as a newline"
         );
         let block_size = gpt.config.block_size;
-        let window = prompt[prompt.len().saturating_sub(block_size)..].to_vec();
-        let mut cache = gpt.new_cache();
-        let logits = gpt.forward_cached(&mut cache, &window);
-        Decoder { gpt, cache, window, logits }
+        let window = &prompt[prompt.len().saturating_sub(block_size)..];
+        let mut cache = gpt.new_batch_cache(texts);
+        let mut logits = Vec::with_capacity(texts * gpt.config.vocab_size);
+        for text in 0..texts {
+            logits.extend_from_slice(gpt.forward_text_into(&mut cache, text, window));
+        }
+        Decoder { gpt, cache, windows: vec![window.to_vec(); texts], logits }
     }
 
-    /// The logits (vocab_size) of the token after the window.
+    /// The logits (vocab_size) of the token after the (first text's) window.
     pub fn logits(&self) -> &[f32] {
-        &self.logits
+        self.text_logits(0)
     }
 
-    /// The tokens the model currently conditions on, at positions 0.., oldest first.
+    /// The logits (vocab_size) of the token after text `text`'s window.
+    pub fn text_logits(&self, text: usize) -> &[f32] {
+        let v = self.gpt.config.vocab_size;
+        &self.logits[text * v..][..v]
+    }
+
+    /// The tokens the model currently conditions on (for the first text), at positions
+    /// 0.., oldest first.
     pub fn window(&self) -> &[u32] {
-        &self.window
+        &self.windows[0]
     }
 
     /// Appends a token: one incremental step, or, when the window is full, a rebuild of
     /// the cache from the last block_size / 2 tokens (the new one included).
     pub fn push(&mut self, token: u32) {
+        self.push_each(&[token]);
+    }
+
+    /// Appends `tokens[s]` to text s, for every text: one step of the whole batch, or,
+    /// when the windows are full (they fill together), a rebuild of each text's cache from
+    /// its last block_size / 2 tokens, one text after another.
+    pub fn push_each(&mut self, tokens: &[u32]) {
+        assert_eq!(tokens.len(), self.windows.len(), "Decoder::push_each: one token per text");
         let block_size = self.gpt.config.block_size;
-        self.window.push(token);
-        let logits = if self.window.len() <= block_size {
-            self.gpt.forward_cached_into(&mut self.cache, &[token])
-        } else {
-            let keep = (block_size / 2).max(1);
-            self.window.drain(..self.window.len() - keep);
-            self.cache.clear();
-            self.gpt.forward_cached_into(&mut self.cache, &self.window)
-        };
-        self.logits.copy_from_slice(logits);
+        self.windows.iter_mut().zip(tokens).for_each(|(w, &t)| w.push(t));
+        if self.windows[0].len() <= block_size {
+            let logits = self.gpt.forward_step_into(&mut self.cache, tokens);
+            self.logits.copy_from_slice(logits);
+            return;
+        }
+        let keep = (block_size / 2).max(1);
+        let v = self.gpt.config.vocab_size;
+        for (text, window) in self.windows.iter_mut().enumerate() {
+            window.drain(..window.len() - keep);
+            self.cache.clear_text(text);
+            let logits = self.gpt.forward_text_into(&mut self.cache, text, window);
+            self.logits[text * v..][..v].copy_from_slice(logits);
+        }
     }
 }
 
@@ -258,20 +291,58 @@ pub fn generate(
     rng: &mut Rng,
     on_token: &mut (dyn FnMut(u32) + Send),
 ) -> Vec<u32> {
-    let mut new_tokens = Vec::with_capacity(max_new_tokens);
-    if max_new_tokens == 0 {
-        return new_tokens;
+    let rngs = std::slice::from_mut(rng);
+    let mut texts = generate_batch(gpt, prompt, max_new_tokens, params, rngs, &mut |_, token| on_token(token));
+    texts.pop().expect("one text per random stream")
+}
+
+/// The random stream each of `n` samples starts from when they are generated one after
+/// another from `rng` ([`generate`] each, `max_new_tokens` tokens): [`sample_next`] draws
+/// one number per token unless it is greedy, so sample i starts i·max_new_tokens draws in.
+pub fn sample_streams(rng: &Rng, n: usize, max_new_tokens: usize, params: &SamplingParams) -> Vec<Rng> {
+    let greedy = params.temperature <= 0.0 || params.top_k == Some(1);
+    let draws = if greedy { 0 } else { max_new_tokens };
+    let mut next = rng.clone();
+    (0..n)
+        .map(|_| {
+            let start = next.clone();
+            (0..draws).for_each(|_| {
+                next.next_u64();
+            });
+            start
+        })
+        .collect()
+}
+
+/// [`generate`] for `rngs.len()` samples at once, sample s drawing from `rngs[s]`: one
+/// batch per step ([`Decoder::batch`]), each weight read once for all samples, and each
+/// sample's tokens those [`generate`] gives from the same stream. `on_token(s, token)`
+/// sees each new token (every sample's, step by step). Returns the new tokens per sample.
+pub fn generate_batch(
+    gpt: &Gpt,
+    prompt: &[u32],
+    max_new_tokens: usize,
+    params: &SamplingParams,
+    rngs: &mut [Rng],
+    on_token: &mut (dyn FnMut(usize, u32) + Send),
+) -> Vec<Vec<u32>> {
+    let mut texts = vec![Vec::with_capacity(max_new_tokens); rngs.len()];
+    if max_new_tokens == 0 || rngs.is_empty() {
+        return texts;
     }
     tensor::on_pool(|| {
-        let mut decoder = Decoder::new(gpt, prompt);
+        let mut decoder = Decoder::batch(gpt, prompt, rngs.len());
+        let mut tokens = vec![0; rngs.len()];
         loop {
-            let token = sample_next(decoder.logits(), params, rng);
-            on_token(token);
-            new_tokens.push(token);
-            if new_tokens.len() == max_new_tokens {
-                return new_tokens;
+            for (s, (rng, text)) in rngs.iter_mut().zip(&mut texts).enumerate() {
+                tokens[s] = sample_next(decoder.text_logits(s), params, rng);
+                on_token(s, tokens[s]);
+                text.push(tokens[s]);
             }
-            decoder.push(token);
+            if texts[0].len() == max_new_tokens {
+                return texts;
+            }
+            decoder.push_each(&tokens);
         }
     })
 }
