@@ -129,6 +129,24 @@ fn several_samples_and_past_block_size() {
 }
 
 #[test]
+fn a_batch_of_samples_starts_with_the_sample_generated_alone() {
+    let f = Fixture::new();
+    let ckpt = f.ckpt();
+    for dtype in ["f32", "bf16"] {
+        let run = |n: &str| {
+            let args = ["--checkpoint", ckpt.to_str().unwrap(), "--max-new-tokens", "30", "--seed", "5"];
+            let out = sample(&[&args[..], &["--num-samples", n, "--dtype", dtype]].concat());
+            assert_ok(&out);
+            stdout(&out)
+        };
+        let (one, three) = (run("1"), run("3"));
+        let samples: Vec<&str> = three.split("---------------\n").collect();
+        assert_eq!(samples.len(), 3, "{three}");
+        assert_eq!(samples[0], one, "{dtype}");
+    }
+}
+
+#[test]
 fn a_run_folder_uses_best_then_latest() {
     let f = Fixture::new();
     let run = f.dir.path().join("run");
