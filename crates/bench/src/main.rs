@@ -3,8 +3,9 @@
 //!
 //! For each configuration it prints training tokens/s (forward + backward + clipping +
 //! AdamW, median over steps after warm-up), MFU against the f32 GEMM peak measured here,
-//! peak resident memory, batch-1 sampling tokens/s with and without the KV cache (with it:
-//! the median of five runs), and a per-op profile (with `--profile`, each op's median over
+//! peak resident memory, sampling tokens/s with the KV cache at batch 1 with `f32` and with
+//! bfloat16 weights and for eight samples decoded as one batch (each the median of five
+//! runs), and without the cache (not for gpt2), and a per-op profile (with `--profile`, each op's median over
 //! as many profiled steps as timed ones). Each configuration runs in
 //! a child process of its own so that its peak memory is its own.
 
@@ -13,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use model::sampling::{generate, sample_next, SamplingParams};
-use model::{Gpt, GptConfig};
+use model::sampling::{generate_batch, sample_next, sample_streams, SamplingParams};
+use model::{Dtype, Gpt, GptConfig};
 use serde::{Deserialize, Serialize};
 use tensor::gemm::{gemm, Mat};
 use tensor::{Grads, Rng, Tensor};
@@ -84,6 +85,10 @@ struct Figures {
     flops_per_token: f64,
     peak_rss_mb: f64,
     sample_cached_tok_s: Option<f64>,
+    /// The same with the weights in bfloat16.
+    sample_bf16_tok_s: Option<f64>,
+    /// Eight samples decoded as one batch (f32), all their tokens counted.
+    sample_batch8_tok_s: Option<f64>,
     sample_uncached_tok_s: Option<f64>,
     /// (op, forward ms, backward ms): each the median over the profiled steps (none
     /// without --profile).
@@ -113,6 +118,15 @@ fn gemm_peak() -> f64 {
         }
     }
     2.0 * (n as f64).powi(3) / median(times) / 1e9
+}
+
+/// The CPU's model name, from /proc/cpuinfo ("unknown CPU" where it cannot be read).
+fn cpu_model() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    info.lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|v| v.split_once(':'))
+        .map_or_else(|| "unknown CPU".to_string(), |(_, name)| name.trim().to_string())
 }
 
 /// Peak resident memory of this process (VmHWM), in MB.
@@ -180,17 +194,26 @@ fn run_one(cfg: &BenchConfig, steps: usize, sample_tokens: usize, profile_steps:
     let peak_rss_mb = peak_rss_mb();
 
     let step = median(step_times);
-    let (mut cached, mut uncached) = (None, None);
-    if cfg.name != "gpt2" {
-        let params = SamplingParams { temperature: 0.8, top_k: None, top_p: None };
-        let prompt: Vec<u32> = (0..8).map(|i| i % v as u32).collect();
-        generate(&gpt, &prompt, 8, &params, &mut rng, &mut |_| {}); // warm-up
+    let params = SamplingParams { temperature: 0.8, top_k: None, top_p: None };
+    let prompt: Vec<u32> = (0..8).map(|i| i % v as u32).collect();
+    // Batch-1 KV-cache sampling in each dtype, and eight samples as one batch.
+    let rate = |gpt: &Gpt, batch: usize| {
+        let mut rngs = sample_streams(&rng, batch, sample_tokens, &params);
+        generate_batch(gpt, &prompt, 8, &params, &mut rngs, &mut |_, _| {}); // warm-up
         let rates = (0..SAMPLE_RUNS).map(|_| {
             let start = Instant::now();
-            let n = generate(&gpt, &prompt, sample_tokens, &params, &mut rng, &mut |_| {}).len();
-            n as f64 / start.elapsed().as_secs_f64()
+            let texts = generate_batch(gpt, &prompt, sample_tokens, &params, &mut rngs, &mut |_, _| {});
+            texts.iter().map(Vec::len).sum::<usize>() as f64 / start.elapsed().as_secs_f64()
         });
-        cached = Some(median(rates.collect()));
+        Some(median(rates.collect()))
+    };
+    let cached = rate(&gpt, 1);
+    let batch8 = rate(&gpt, 8);
+    gpt.set_sampling_dtype(Dtype::Bf16);
+    let bf16 = rate(&gpt, 1);
+    gpt.set_sampling_dtype(Dtype::F32);
+    let mut uncached = None;
+    if cfg.name != "gpt2" {
 
         // Nothing is differentiated: the forward keeps nothing for backward.
         gpt.tape.set_no_grad(true);
@@ -215,6 +238,8 @@ fn run_one(cfg: &BenchConfig, steps: usize, sample_tokens: usize, profile_steps:
         flops_per_token: cfg.model.flops_per_token(),
         peak_rss_mb,
         sample_cached_tok_s: cached,
+        sample_bf16_tok_s: bf16,
+        sample_batch8_tok_s: batch8,
         sample_uncached_tok_s: uncached,
         profile,
         profile_steps,
@@ -245,9 +270,13 @@ fn main() -> Result<()> {
         }
     }
     let peak = gemm_peak();
-    println!("Quill, {threads} threads; f32 GEMM peak (2048³ GEMM): {peak:.0} GFLOP/s");
     println!(
-        "{:<7} {:>8} {:>9} {:>9} {:>12} {:>6} {:>9} {:>32}",
+        "Quill on {}, SIMD {:?}, {threads} threads; f32 GEMM peak (2048³ GEMM): {peak:.0} GFLOP/s",
+        cpu_model(),
+        tensor::simd::level()
+    );
+    println!(
+        "{:<7} {:>8} {:>9} {:>9} {:>12} {:>6} {:>9} {:>44}",
         "config",
         "params",
         "step ms",
@@ -255,7 +284,7 @@ fn main() -> Result<()> {
         "train tok/s",
         "MFU",
         "peak RSS",
-        "sample tok/s (cache / no cache)"
+        "sample tok/s: f32 / bf16 / f32 ×8 / no cache"
     );
     let exe = std::env::current_exe().context("locating the bench binary")?;
     let mut profiles = Vec::new();
@@ -271,12 +300,12 @@ fn main() -> Result<()> {
         }
         let f: Figures = serde_json::from_slice(&out.stdout).context("reading a child's figures")?;
         let mfu = f.train_tok_s * f.flops_per_token / (peak * 1e9);
-        let sampling = match (f.sample_cached_tok_s, f.sample_uncached_tok_s) {
-            (Some(c), Some(u)) => format!("{c:.0} / {u:.0}"),
-            _ => String::new(),
-        };
+        let shown = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.0}"));
+        let sampling = [f.sample_cached_tok_s, f.sample_bf16_tok_s, f.sample_batch8_tok_s, f.sample_uncached_tok_s]
+            .map(shown)
+            .join(" / ");
         println!(
-            "{:<7} {:>7.2}M {:>9.1} {:>9.1} {:>12.0} {:>5.1}% {:>7.0}MB {:>32}",
+            "{:<7} {:>7.2}M {:>9.1} {:>9.1} {:>12.0} {:>5.1}% {:>7.0}MB {:>44}",
             f.config,
             f.params as f64 / 1e6,
             f.step_ms,
