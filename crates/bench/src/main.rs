@@ -214,7 +214,6 @@ fn run_one(cfg: &BenchConfig, steps: usize, sample_tokens: usize, profile_steps:
     gpt.set_sampling_dtype(Dtype::F32);
     let mut uncached = None;
     if cfg.name != "gpt2" {
-
         // Nothing is differentiated: the forward keeps nothing for backward.
         gpt.tape.set_no_grad(true);
         let mut text = prompt.clone();
@@ -301,9 +300,10 @@ fn main() -> Result<()> {
         let f: Figures = serde_json::from_slice(&out.stdout).context("reading a child's figures")?;
         let mfu = f.train_tok_s * f.flops_per_token / (peak * 1e9);
         let shown = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.0}"));
-        let sampling = [f.sample_cached_tok_s, f.sample_bf16_tok_s, f.sample_batch8_tok_s, f.sample_uncached_tok_s]
-            .map(shown)
-            .join(" / ");
+        let sampling =
+            [f.sample_cached_tok_s, f.sample_bf16_tok_s, f.sample_batch8_tok_s, f.sample_uncached_tok_s]
+                .map(shown)
+                .join(" / ");
         println!(
             "{:<7} {:>7.2}M {:>9.1} {:>9.1} {:>12.0} {:>5.1}% {:>7.0}MB {:>44}",
             f.config,

@@ -32,7 +32,9 @@
 
 use std::fmt;
 
-use tensor::kernels::{attend, gelu_in_place, layernorm, linear, linear_rows, to_bf16, Weights, PARALLEL_MATVEC};
+use tensor::kernels::{
+    attend, gelu_in_place, layernorm, linear, linear_rows, to_bf16, Weights, PARALLEL_MATVEC,
+};
 use tensor::{Tape, TensorId};
 
 use crate::gpt::{Block, LayerNorm, Linear};
@@ -311,7 +313,8 @@ impl Gpt {
                 let last = (n - 1) * c..n * c;
                 let normed = &mut rows.normed[last.clone()];
                 layers.ln_f.forward_cached(&self.tape, normed, &rows.x[last], &cache.zeros); // (1, C)
-                linear(&mut cache.logits[text * v..][..v], normed, head, None, 1); // (1, V)
+                linear(&mut cache.logits[text * v..][..v], normed, head, None, 1);
+                // (1, V)
             }
             Feed::Step => {
                 cache.lens.iter_mut().for_each(|len| *len += 1);
@@ -354,7 +357,8 @@ impl Block {
                 for (s, (att, qkv)) in att.chunks_exact_mut(c).zip(qkv.chunks_exact(3 * c)).enumerate() {
                     let seen = layer_kv(s)..layer_kv(s) + (lens[s] + 1) * c;
                     let kv = (&k[seen.clone()], &v[seen]); // (len + 1, C) each
-                    attend(att, qkv, kv, (1, n_head), (&mut scores[..], &mut probs[..])); // (1, C)
+                    attend(att, qkv, kv, (1, n_head), (&mut scores[..], &mut probs[..]));
+                    // (1, C)
                 }
             }
         }

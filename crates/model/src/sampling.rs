@@ -292,7 +292,8 @@ pub fn generate(
     on_token: &mut (dyn FnMut(u32) + Send),
 ) -> Vec<u32> {
     let rngs = std::slice::from_mut(rng);
-    let mut texts = generate_batch(gpt, prompt, max_new_tokens, params, rngs, &mut |_, token| on_token(token));
+    let mut texts =
+        generate_batch(gpt, prompt, max_new_tokens, params, rngs, &mut |_, token| on_token(token));
     texts.pop().expect("one text per random stream")
 }
 

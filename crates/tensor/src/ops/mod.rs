@@ -4,8 +4,8 @@
 //! `rows.rs` holds their mirror for inference without the tape (a few rows at a time).
 
 pub mod attention;
-pub mod bf16;
 pub mod batch_matmul;
+pub mod bf16;
 pub mod cross_entropy;
 pub mod dropout;
 pub mod elementwise;

@@ -22,8 +22,8 @@
 use rayon::prelude::*;
 
 use crate::gemm::{gemm, Mat};
-use crate::ops::elementwise::kernels::gelu;
 use crate::ops::bf16::{Bf16, WeightElem};
+use crate::ops::elementwise::kernels::gelu;
 use crate::ops::exp::exp;
 use crate::ops::layernorm::EPS;
 use crate::simd::simd_dispatch;
@@ -604,7 +604,9 @@ mod tests {
 
     /// Weights and inputs of a layer (oc, c), varied in sign and size.
     fn layer(oc: usize, c: usize) -> (Vec<f32>, Vec<f32>) {
-        let w = (0..oc * c).map(|i| ((i * 37 % 101) as f32 - 50.0) / 37.0 * (1.0 + (i % 7) as f32 / 13.0)).collect();
+        let w = (0..oc * c)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 37.0 * (1.0 + (i % 7) as f32 / 13.0))
+            .collect();
         let x = (0..c).map(|i| ((i * 13 % 29) as f32 - 14.0) / 7.0).collect();
         (w, x)
     }
