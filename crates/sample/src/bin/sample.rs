@@ -53,9 +53,10 @@ struct Args {
     /// sample's text is the one it would be alone), printed when all are done.
     #[arg(long, default_value_t = 1)]
     num_samples: usize,
-    /// The weights' number format: f32, or bf16 (half the bytes, about twice the speed
-    /// of a model whose weights do not fit in the CPU's cache; products still sum in f32).
-    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
+    /// The weights' number format: bf16 (half the bytes: faster once the weights do not
+    /// fit in the CPU's cache; products still sum in f32), or f32 (the trained weights
+    /// exactly).
+    #[arg(long, default_value = "bf16", value_parser = ["f32", "bf16"])]
     dtype: String,
     /// At each step, show the N most likely next tokens and their probabilities (with
     /// --max-new-tokens 0, only for the token after the prompt).
