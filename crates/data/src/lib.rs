@@ -52,6 +52,12 @@ pub enum DataError {
         "{path}: already exists; pass --force to overwrite the prepared corpus in {out_dir}, or choose another --out"
     )]
     AlreadyPrepared { path: PathBuf, out_dir: PathBuf },
+    /// A file prepare would write (`output`) that is one of its inputs (`input`, under
+    /// that name or another: a link), so writing it would destroy the text.
+    #[error(
+        "{output}: is the input {input}, so prepare will not write it (not even with --force); move the text out of the output folder or choose another --out"
+    )]
+    OutputIsInput { output: PathBuf, input: PathBuf },
     /// Text with characters a char-level tokenizer does not know (`chars`, in order of
     /// appearance); it knows `known` characters.
     #[error(

@@ -125,6 +125,43 @@ impl Drop for AtomicFile {
     }
 }
 
+/// Whether `a` and `b` name the same file: the same path once links and `..` are
+/// resolved, or one file under two names (a hard link: the same device and inode). A path
+/// that does not exist is no other file.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    let (Ok(ca), Ok(cb)) = (a.canonicalize(), b.canonicalize()) else { return false };
+    if ca == cb {
+        return true;
+    }
+    same_identity(&ca, &cb)
+}
+
+#[cfg(unix)]
+fn same_identity(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(ma), Ok(mb)) => ma.dev() == mb.dev() && ma.ino() == mb.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_identity(_: &Path, _: &Path) -> bool {
+    false
+}
+
+/// The first output that is also an input ([`same_file`]), as `(output, input)`: a
+/// command refuses to write it, `--force` or not, since that would replace the text or
+/// model it reads.
+pub fn output_among_inputs<'a>(
+    outputs: &'a [PathBuf],
+    inputs: &'a [PathBuf],
+) -> Option<(&'a Path, &'a Path)> {
+    outputs.iter().find_map(|output| {
+        inputs.iter().find(|input| same_file(output, input)).map(|input| (output.as_path(), input.as_path()))
+    })
+}
+
 /// The programs of Quill that write files: a temporary file of a running one is in use.
 const WRITERS: [&str; 7] = ["train", "prepare", "sample", "plot", "bench", "ngram", "convert"];
 
@@ -324,5 +361,25 @@ mod tests {
         assert_eq!(temporary_pid(".tmp-12"), None);
         assert_eq!(temporary_pid("a.tmp-12x"), None);
         assert_eq!(temporary_pid("a.txt"), None);
+    }
+
+    #[test]
+    fn same_file_sees_through_links_and_dots() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let a = dir.path().join("a.txt");
+        std::fs::write(&a, b"text").expect("write");
+        std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
+        let dotted = dir.path().join("sub/../a.txt");
+        let hard = dir.path().join("sub/hard.bin");
+        std::fs::hard_link(&a, &hard).expect("hard link");
+        let other = dir.path().join("b.txt");
+        std::fs::write(&other, b"text").expect("write");
+        assert!(same_file(&a, &dotted));
+        assert!(same_file(&a, &hard));
+        assert!(!same_file(&a, &other));
+        assert!(!same_file(&a, &dir.path().join("missing")));
+        let outputs = [other.clone(), hard.clone()];
+        assert_eq!(output_among_inputs(&outputs, &[a.clone()]), Some((hard.as_path(), a.as_path())));
+        assert_eq!(output_among_inputs(&outputs[..1], &[a]), None);
     }
 }
