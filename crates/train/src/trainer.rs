@@ -200,7 +200,7 @@ struct Evaluation {
 
 impl Run {
     /// The run as [`start`] leaves it, with its logs opened (a resumed run's metrics.jsonl
-    /// rewritten to the rows its checkpoint knows, stale temporary files removed), the Ctrl-C
+    /// and event files cut to the steps its checkpoint knows, stale temporary files removed), the Ctrl-C
     /// handler in place and the plan printed.
     fn start(opts: &RunOptions) -> Result<Run, TrainError> {
         let session_start = Instant::now();
@@ -211,6 +211,8 @@ impl Run {
         let rows: Vec<MetricRow> =
             state.metrics_jsonl.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
         let metrics = MetricsLog::create(&run_dir.join("metrics.jsonl"), &rows)?;
+        // Like metrics.jsonl, the event files keep only the steps the checkpoint knows.
+        plot::tensorboard::truncate_events(&run_dir, step)?;
         let events = EventWriter::create(&run_dir)?;
         if opts.handle_ctrl_c {
             install_ctrl_c();

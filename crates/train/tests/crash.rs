@@ -99,6 +99,22 @@ fn kill_during_a_write(run_dir: &Path, resume: &[&str]) {
     panic!("no kill landed during a checkpoint write in 10 tries");
 }
 
+/// Every scalar of the run's TensorBoard event files as (step, tag, value), sorted.
+fn scalars(run_dir: &Path) -> Vec<(u64, String, u32)> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(run_dir).expect("run folder") {
+        let path = entry.expect("entry").path();
+        if !path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("events.out.tfevents.")) {
+            continue;
+        }
+        for event in plot::tensorboard::read_events(&path).expect("an intact event file") {
+            all.extend(event.scalars.into_iter().map(|(tag, value)| (event.step, tag, value.to_bits())));
+        }
+    }
+    all.sort();
+    all
+}
+
 fn sigterm(child: &Child) {
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("run kill");
     assert!(status.success(), "kill -TERM failed");
@@ -148,4 +164,5 @@ fn killed_and_resumed_runs_end_bit_for_bit_as_an_uninterrupted_one() {
     assert_eq!(a.params, b.params, "weights differ");
     assert_eq!(a.optimizer, b.optimizer, "AdamW state differs");
     assert_eq!(metrics(&whole_dir), metrics(&run_dir), "metrics.jsonl differs");
+    assert_eq!(scalars(&whole_dir), scalars(&run_dir), "the TensorBoard scalars differ");
 }
