@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::console::{Console, Verbosity};
 use crate::corpus::{bits_per_byte, bytes_per_token};
 use crate::seeds::{stream_seed, Stream};
-use crate::start::{check_checkpoint, open_run, run_folder_config};
+use crate::start::{check_checkpoint, check_recorded_dataset, open_run, run_folder_config};
 use crate::TrainError;
 
 /// Prints an evaluation (losses, bits per byte, perplexity, the loss chart) and redraws
@@ -158,6 +158,7 @@ pub fn evaluate_run(
     let path = run_folder_config(run_dir, "--evaluate")?;
     let origin = path.display().to_string();
     let config = Config::load(&path, &[])?;
+    check_recorded_dataset(&config, &path)?;
     let (corpus, gpt_config) = open_run(&config, &origin, verbose)?;
     let default_ckpt =
         || ["best.ckpt", "latest.ckpt"].map(|f| run_dir.join(f)).into_iter().find(|p| p.exists());

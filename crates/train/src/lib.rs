@@ -64,6 +64,13 @@ pub enum TrainError {
     /// `--resume` of a run that saved no latest.ckpt (`path`) yet.
     #[error("{path}: not found; the run saved no checkpoint yet, so there is nothing to resume")]
     NothingToResume { path: PathBuf },
+    /// A run folder's `config` whose data.dataset no longer holds a prepared dataset;
+    /// `relative_to` is the current folder when that path is relative.
+    #[error(
+        "{config}: data.dataset: {dataset} does not hold the prepared dataset this run trained on{}; set data.dataset in {config} to where the dataset is now",
+        moved_hint(.relative_to)
+    )]
+    DatasetMoved { config: PathBuf, dataset: PathBuf, relative_to: Option<PathBuf> },
     /// `--resume` of a run already at its `train.max_iters`.
     #[error(
         "{run_dir} is already at step {step} of train.max_iters = {max_iters}; to train on, extend it: --resume {run_dir} --set train.max_iters=N with N > {step}"
@@ -108,6 +115,17 @@ pub enum TrainError {
     Checkpoint(#[from] model::checkpoint::CheckpointError),
     #[error(transparent)]
     Plot(#[from] plot::PlotError),
+}
+
+/// The part of [`TrainError::DatasetMoved`]'s sentence that says why.
+fn moved_hint(relative_to: &Option<PathBuf>) -> String {
+    match relative_to {
+        Some(dir) => format!(
+            " (a relative path, read from the current folder {}: run train from the folder the run started in, or make the path absolute)",
+            dir.display()
+        ),
+        None => " (it has moved or was deleted)".to_string(),
+    }
 }
 
 /// The part of [`TrainError::NonFinite`]'s sentence that names the parameter.

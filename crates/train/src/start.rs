@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use data::{BatchSampler, SamplerState, Tokenizer};
+use data::{BatchSampler, Dataset, DatasetState, SamplerState, Tokenizer};
 use model::checkpoint::{Checkpoint, CheckpointError};
 use model::{Gpt, GptConfig};
 use serde::{Deserialize, Serialize};
@@ -67,7 +67,7 @@ pub(crate) fn start(start: &Start, verbose: bool) -> Result<Started, TrainError>
         }
     };
     let (config, origin, resume) = match start {
-        Start::Fresh { config, origin } => ((**config).clone(), origin.clone(), None),
+        Start::Fresh { config, origin } => (with_absolute_data_paths(config), origin.clone(), None),
         Start::Resume { run_dir, overrides } => {
             let (config, origin, ckpt) = read_resume(run_dir, overrides)?;
             (config, origin, Some((run_dir, overrides, ckpt)))
@@ -134,6 +134,7 @@ fn read_resume(run_dir: &Path, overrides: &[String]) -> Result<(Config, String, 
     }
     let path = run_folder_config(run_dir, "--resume")?;
     let config = Config::load(&path, overrides)?;
+    check_recorded_dataset(&config, &path)?;
     let ckpt_path = run_dir.join("latest.ckpt");
     if !ckpt_path.exists() {
         return Err(TrainError::NothingToResume { path: ckpt_path });
@@ -149,6 +150,29 @@ fn read_resume(run_dir: &Path, overrides: &[String]) -> Result<(Config, String, 
         }
     })?;
     Ok((config, path.display().to_string(), ckpt))
+}
+
+/// `config` with data.dataset and data.input made absolute (against the current folder),
+/// as the run folder's config.toml records them: `--resume` and `--evaluate` then work from
+/// any folder.
+fn with_absolute_data_paths(config: &Config) -> Config {
+    let mut config = config.clone();
+    let absolute = |path: &Path| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    config.data.dataset = absolute(&config.data.dataset);
+    config.data.input = config.data.input.iter().map(|p| absolute(p)).collect();
+    config
+}
+
+/// A run folder's config (`config_path`) must still point at the prepared dataset the run
+/// trained on: a dataset that has moved is named, not prepared anew.
+pub(crate) fn check_recorded_dataset(config: &Config, config_path: &Path) -> Result<(), TrainError> {
+    let dataset = &config.data.dataset;
+    if Dataset::state(dataset) == DatasetState::Prepared {
+        return Ok(());
+    }
+    // Run folders written before paths were recorded absolute hold them as given.
+    let relative_to = dataset.is_relative().then(|| std::env::current_dir().unwrap_or_default());
+    Err(TrainError::DatasetMoved { config: config_path.to_path_buf(), dataset: dataset.clone(), relative_to })
 }
 
 /// Puts a checked checkpoint's weights, AdamW moments and sampler position into a fresh
