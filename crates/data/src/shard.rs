@@ -53,6 +53,9 @@ impl TokenFile {
         let fail = |detail: String| Err(DataError::BadTokenFile { path: path.to_path_buf(), detail });
         let file = File::open(path)
             .map_err(|error| DataError::MissingTokenFile { path: path.to_path_buf(), error })?;
+        if file.metadata().is_ok_and(|m| !m.is_file()) {
+            return fail(format!("is a folder or a device, not a file; {PREPARE_HINT}"));
+        }
         // SAFETY: the map is read-only and Quill never writes a token file in place (new
         // files are renamed over old ones, which leaves this mapping's inode untouched).
         // Another program truncating the file while it is mapped could still fault.

@@ -71,6 +71,9 @@ pub enum TrainError {
         moved_hint(.relative_to)
     )]
     DatasetMoved { config: PathBuf, dataset: PathBuf, relative_to: Option<PathBuf> },
+    /// A checkpoint name that is a symbolic link to `target`, which does not exist.
+    #[error("{path}: a link to {target}, which does not exist; point it at a checkpoint or remove it")]
+    BrokenLink { path: PathBuf, target: PathBuf },
     /// `--resume` of a run already at its `train.max_iters`.
     #[error(
         "{run_dir} is already at step {step} of train.max_iters = {max_iters}; to train on, extend it: --resume {run_dir} --set train.max_iters=N with N > {step}"

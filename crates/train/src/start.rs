@@ -136,8 +136,17 @@ fn read_resume(run_dir: &Path, overrides: &[String]) -> Result<(Config, String, 
     let config = Config::load(&path, overrides)?;
     check_recorded_dataset(&config, &path)?;
     let ckpt_path = run_dir.join("latest.ckpt");
-    if !ckpt_path.exists() {
-        return Err(TrainError::NothingToResume { path: ckpt_path });
+    // Only a name that is not there at all means no checkpoint yet: a link that leads
+    // nowhere, or in a loop, is reported as what it is.
+    match std::fs::metadata(&ckpt_path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(match std::fs::read_link(&ckpt_path) {
+                Ok(target) => TrainError::BrokenLink { path: ckpt_path, target },
+                Err(_) => TrainError::NothingToResume { path: ckpt_path },
+            });
+        }
+        Err(error) => return Err(TrainError::Io { path: ckpt_path, error }),
     }
     let ckpt = Checkpoint::load(&ckpt_path).map_err(|e| {
         // Resume reads latest.ckpt only; say so when the run's other checkpoint is sound.

@@ -69,3 +69,29 @@ fn the_run_folder_records_absolute_data_paths_so_resume_works_from_anywhere() {
         );
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn a_latest_checkpoint_that_is_a_bad_link_and_a_token_file_that_is_a_folder_are_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = tiny_config(dir.path());
+    config.train.max_iters = 2;
+    let summary = run_fresh(&config).expect("a short run");
+    let latest = summary.run_dir.join("latest.ckpt");
+
+    std::fs::remove_file(&latest).expect("remove");
+    std::os::unix::fs::symlink(&latest, &latest).expect("a link to itself");
+    let m = error_of(common::run_resume(&summary.run_dir, &["train.max_iters=4"]));
+    assert!(m.contains("latest.ckpt: Too many levels of symbolic links"), "{m}");
+
+    std::fs::remove_file(&latest).expect("remove");
+    std::os::unix::fs::symlink(dir.path().join("gone.ckpt"), &latest).expect("a dangling link");
+    let m = error_of(common::run_resume(&summary.run_dir, &["train.max_iters=4"]));
+    assert!(m.contains("latest.ckpt: a link to") && m.contains("gone.ckpt, which does not exist"), "{m}");
+
+    let train_bin = dir.path().join("data/train.bin");
+    std::fs::remove_file(&train_bin).expect("remove");
+    std::fs::create_dir(&train_bin).expect("a folder named train.bin");
+    let m = error_of(run_fresh(&config));
+    assert!(m.contains("train.bin") && m.contains("is a folder or a device, not a file"), "{m}");
+}
