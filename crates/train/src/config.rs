@@ -364,7 +364,10 @@ impl Config {
             return err("data.input", "holds an empty path; list text files, or [] for none".into());
         }
         if m.init_from.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
-            return err("model.init_from", "is empty; name a checkpoint, a run folder or a Hugging Face folder, or leave it out".into());
+            return err(
+                "model.init_from",
+                "is empty; name a checkpoint, a run folder or a Hugging Face folder, or leave it out".into(),
+            );
         }
         for (field, path) in [("data.dataset", &self.data.dataset), ("train.out_dir", &t.out_dir)] {
             if path.as_os_str().is_empty() {
@@ -404,7 +407,8 @@ fn apply_override(table: &mut toml::Table, item: &str) -> Result<(), TrainError>
 /// The `[model]` keys that `text` (already parsed once) or an override sets.
 fn given_model_fields(text: &str, overrides: &[String]) -> Vec<String> {
     let table: toml::Table = toml::from_str(text).unwrap_or_default();
-    let in_file = table.get("model").and_then(toml::Value::as_table).into_iter().flat_map(|t| t.keys().cloned());
+    let in_file =
+        table.get("model").and_then(toml::Value::as_table).into_iter().flat_map(|t| t.keys().cloned());
     let in_overrides = overrides.iter().filter_map(|item| {
         let key = item.split_once('=')?.0.trim();
         key.strip_prefix("model.").map(str::to_string)

@@ -66,14 +66,15 @@ impl InitWeights {
         let (m, w) = (&mut config.model, &self.ckpt.model);
         let given: Vec<String> = m.given.clone();
         let is_given = |field: &str| given.iter().any(|g| g == field);
-        let mismatch = |field: &str, config: String, weights: String, fix: &str| TrainError::InitFromMismatch {
-            origin: origin.into(),
-            path: self.path.clone(),
-            field: field.into(),
-            config,
-            weights,
-            fix: fix.into(),
-        };
+        let mismatch =
+            |field: &str, config: String, weights: String, fix: &str| TrainError::InitFromMismatch {
+                origin: origin.into(),
+                path: self.path.clone(),
+                field: field.into(),
+                config,
+                weights,
+                fix: fix.into(),
+            };
         let leave_out = "leave it out of [model] to take the weights' value";
         for (field, value, weights) in [
             ("n_layer", &mut m.n_layer, w.n_layer),
@@ -86,7 +87,8 @@ impl InitWeights {
             *value = weights;
         }
         if is_given("block_size") && m.block_size > w.block_size {
-            let fix = "block_size may only be lowered (the position table is cropped); leave it out to take the \
+            let fix =
+                "block_size may only be lowered (the position table is cropped); leave it out to take the \
                        weights' value";
             return Err(mismatch("block_size", m.block_size.to_string(), w.block_size.to_string(), fix));
         }

@@ -106,10 +106,15 @@ pub enum TrainError {
     InitFromMissing { origin: String, path: PathBuf, problem: String },
     /// A `[model]` field the config sets to another value than the weights of `init_from`
     /// have (`block_size` may only be lowered).
-    #[error(
-        "{origin}: model.{field} = {config}, but the weights of {path} have {field} = {weights}; {fix}"
-    )]
-    InitFromMismatch { origin: String, path: PathBuf, field: String, config: String, weights: String, fix: String },
+    #[error("{origin}: model.{field} = {config}, but the weights of {path} have {field} = {weights}; {fix}")]
+    InitFromMismatch {
+        origin: String,
+        path: PathBuf,
+        field: String,
+        config: String,
+        weights: String,
+        fix: String,
+    },
     /// A dataset prepared with another tokenizer than the weights of `init_from` were
     /// trained with; `dataset_tokenizer` and `weights_tokenizer` describe both.
     #[error(

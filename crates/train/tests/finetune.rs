@@ -144,3 +144,15 @@ fn a_missing_init_from_is_refused_naming_it() {
     let m = e.to_string();
     assert!(m.contains("models/gpt2 does not exist") && m.contains("huggingface-cli download gpt2"), "{m}");
 }
+
+#[test]
+fn the_fields_a_fine_tuning_config_gives_are_those_of_its_file_and_overrides() {
+    let text = "[model]\ninit_from = \"models/gpt2\"\nblock_size = 128\n";
+    let config = Config::parse(text, "ft.toml", &["model.dropout=0.1".into()]).expect("config");
+    assert_eq!(config.model.given, ["block_size", "dropout", "init_from"]);
+    let config = Config::parse("", "x.toml", &["model.init_from=models/gpt2".into()]).expect("config");
+    assert_eq!(config.model.init_from.as_deref(), Some(Path::new("models/gpt2")));
+    assert_eq!(config.model.given, ["init_from"]);
+    let config = Config::parse("[model]\nn_layer = 2\n", "x.toml", &[]).expect("config");
+    assert!(config.model.given.is_empty(), "recorded only with init_from");
+}
