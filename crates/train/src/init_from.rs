@@ -66,37 +66,31 @@ impl InitWeights {
         let (m, w) = (&mut config.model, &self.ckpt.model);
         let given: Vec<String> = m.given.clone();
         let is_given = |field: &str| given.iter().any(|g| g == field);
-        let mismatch =
-            |field: &str, config: String, weights: String, fix: &str| TrainError::InitFromMismatch {
-                origin: origin.into(),
-                path: self.path.clone(),
-                field: field.into(),
-                config,
-                weights,
-                fix: fix.into(),
-            };
-        let leave_out = "leave it out of [model] to take the weights' value";
+        let mismatch = |field: &'static str, config: String, weights: String| TrainError::InitFromMismatch {
+            origin: origin.into(),
+            path: self.path.clone(),
+            field,
+            config,
+            weights,
+        };
         for (field, value, weights) in [
             ("n_layer", &mut m.n_layer, w.n_layer),
             ("n_head", &mut m.n_head, w.n_head),
             ("n_embd", &mut m.n_embd, w.n_embd),
         ] {
             if is_given(field) && *value != weights {
-                return Err(mismatch(field, value.to_string(), weights.to_string(), leave_out));
+                return Err(mismatch(field, value.to_string(), weights.to_string()));
             }
             *value = weights;
         }
         if is_given("block_size") && m.block_size > w.block_size {
-            let fix =
-                "block_size may only be lowered (the position table is cropped); leave it out to take the \
-                       weights' value";
-            return Err(mismatch("block_size", m.block_size.to_string(), w.block_size.to_string(), fix));
+            return Err(mismatch("block_size", m.block_size.to_string(), w.block_size.to_string()));
         }
         if !is_given("block_size") {
             m.block_size = w.block_size;
         }
         if is_given("bias") && m.bias != w.bias {
-            return Err(mismatch("bias", m.bias.to_string(), w.bias.to_string(), leave_out));
+            return Err(mismatch("bias", m.bias.to_string(), w.bias.to_string()));
         }
         m.bias = w.bias;
         Ok(())

@@ -106,15 +106,11 @@ pub enum TrainError {
     InitFromMissing { origin: String, path: PathBuf, problem: String },
     /// A `[model]` field the config sets to another value than the weights of `init_from`
     /// have (`block_size` may only be lowered).
-    #[error("{origin}: model.{field} = {config}, but the weights of {path} have {field} = {weights}; {fix}")]
-    InitFromMismatch {
-        origin: String,
-        path: PathBuf,
-        field: String,
-        config: String,
-        weights: String,
-        fix: String,
-    },
+    #[error(
+        "{origin}: model.{field} = {config}, but the weights of {path} have {field} = {weights}; {}",
+        mismatch_fix(field)
+    )]
+    InitFromMismatch { origin: String, path: PathBuf, field: &'static str, config: String, weights: String },
     /// A dataset prepared with another tokenizer than the weights of `init_from` were
     /// trained with; `dataset_tokenizer` and `weights_tokenizer` describe both.
     #[error(
@@ -139,6 +135,15 @@ pub enum TrainError {
     Checkpoint(#[from] model::checkpoint::CheckpointError),
     #[error(transparent)]
     Plot(#[from] plot::PlotError),
+}
+
+/// How to fix a [`TrainError::InitFromMismatch`] of `field`.
+fn mismatch_fix(field: &str) -> &'static str {
+    if field == "block_size" {
+        "block_size may only be lowered (the position table is cropped); leave it out to take the weights' value"
+    } else {
+        "leave it out of [model] to take the weights' value"
+    }
 }
 
 /// The part of [`TrainError::NonFinite`]'s sentence that names the parameter.

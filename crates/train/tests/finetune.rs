@@ -110,13 +110,13 @@ fn a_model_field_other_than_the_weights_is_refused_naming_it() {
     let weights = setup(dir.path());
     let config = finetune_config(dir.path(), &weights, "n_layer = 3").expect("config");
     let e = run_fresh(&config).expect_err("refused");
-    assert!(matches!(&e, TrainError::InitFromMismatch { field, .. } if field == "n_layer"), "{e}");
+    assert!(matches!(&e, TrainError::InitFromMismatch { field, .. } if *field == "n_layer"), "{e}");
     let m = e.to_string();
     assert!(m.contains("model.n_layer = 3") && m.contains("n_layer = 2"), "{m}");
 
     let config = finetune_config(dir.path(), &weights, "block_size = 32").expect("config");
     let e = run_fresh(&config).expect_err("refused");
-    assert!(matches!(&e, TrainError::InitFromMismatch { field, .. } if field == "block_size"), "{e}");
+    assert!(matches!(&e, TrainError::InitFromMismatch { field, .. } if *field == "block_size"), "{e}");
 
     // Set as the weights have them, the fields are accepted.
     let mut config =
