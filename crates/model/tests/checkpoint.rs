@@ -65,6 +65,8 @@ fn save_then_load_gives_the_same_checkpoint_and_logits() {
     assert_eq!(loaded, ckpt);
     let mut restored = loaded.to_model().expect("to_model");
     assert_eq!(logits(&mut restored), logits(&mut gpt), "identical logits");
+    let mut moved = loaded.clone().into_model().expect("into_model");
+    assert_eq!(logits(&mut moved), logits(&mut gpt), "moving the weights gives the same model");
 
     let mut other = Gpt::new(tiny(), 4);
     assert_ne!(logits(&mut other), logits(&mut gpt));

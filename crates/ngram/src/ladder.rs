@@ -65,7 +65,7 @@ pub fn checkpoint_score(path: &Path, corpus: &Corpus) -> Result<LadderRow, Ngram
         )));
     }
     let run_config = train::Config::parse(&ckpt.run_config, &path.display().to_string(), &[])?;
-    let mut gpt = ckpt.to_model()?;
+    let mut gpt = ckpt.into_model()?;
     let split = train::eval::split_loss(&mut gpt, &val, run_config.train.batch_size, block_size);
     let bytes_per_token = train::corpus::bytes_per_token(tokenizer, &val);
     Ok(LadderRow {

@@ -89,8 +89,9 @@ fn from_checkpoint(path: PathBuf, ckpt: Checkpoint) -> Result<Loaded, SampleErro
             ckpt.model.vocab_size
         )));
     }
-    let gpt = ckpt.to_model().map_err(|e| SampleError::Message(format!("{}: {e}", path.display())))?;
-    Ok(Loaded { path, step: ckpt.step, gpt, tokenizer })
+    let step = ckpt.step;
+    let gpt = ckpt.into_model().map_err(|e| SampleError::Message(format!("{}: {e}", path.display())))?;
+    Ok(Loaded { path, step, gpt, tokenizer })
 }
 
 /// The token an empty prompt starts from: a newline when the vocabulary encodes "\n" as

@@ -167,10 +167,11 @@ pub fn evaluate_run(
     };
     let ckpt = Checkpoint::load(&ckpt_path)?;
     check_checkpoint(&ckpt, &ckpt_path, &gpt_config, &config, corpus.tokenizer.as_ref())?;
-    let mut gpt = ckpt.to_model()?;
+    let step = ckpt.step;
+    let mut gpt = ckpt.into_model()?;
     let (b, t) = (config.train.batch_size, config.model.block_size);
     if verbose {
-        println!("{} (step {}), every {t}-token window:", ckpt_path.display(), ckpt.step);
+        println!("{} (step {step}), every {t}-token window:", ckpt_path.display());
     }
     let mut reports = Vec::new();
     let chosen =

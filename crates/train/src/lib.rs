@@ -13,6 +13,7 @@ pub mod config;
 pub mod console;
 pub mod corpus;
 pub mod eval;
+pub mod init_from;
 pub mod optim;
 pub mod rundir;
 pub mod schedule;
@@ -110,8 +111,34 @@ pub enum TrainError {
         culprit(.parameter)
     )]
     NonFinite { step: u64, loss: f64, grad_norm: f64, parameter: Option<String>, run_dir: PathBuf },
+    /// `model.init_from` names nothing that exists, or a run folder with no checkpoint.
+    #[error("{origin}: model.init_from: {path} {problem}")]
+    InitFromMissing { origin: String, path: PathBuf, problem: String },
+    /// A `[model]` field the config sets to another value than the weights of `init_from`
+    /// have (`block_size` may only be lowered).
+    #[error(
+        "{origin}: model.{field} = {config}, but the weights of {path} have {field} = {weights}; {}",
+        mismatch_fix(field)
+    )]
+    InitFromMismatch { origin: String, path: PathBuf, field: &'static str, config: String, weights: String },
+    /// A dataset prepared with another tokenizer than the weights of `init_from` were
+    /// trained with; `dataset_tokenizer` and `weights_tokenizer` describe both.
+    #[error(
+        "{origin}: data.dataset {dataset} uses the {dataset_tokenizer} tokenizer, but the weights of {path} use the \
+         {weights_tokenizer} tokenizer; prepare the text with the weights' tokenizer into another data.dataset folder \
+         (data.tokenizer = \"gpt2\" for GPT-2)"
+    )]
+    InitFromTokenizer {
+        origin: String,
+        path: PathBuf,
+        dataset: PathBuf,
+        dataset_tokenizer: String,
+        weights_tokenizer: String,
+    },
     #[error("{path}: {error}")]
     Io { path: PathBuf, error: std::io::Error },
+    #[error(transparent)]
+    Convert(#[from] convert::ConvertError),
     #[error(transparent)]
     Data(#[from] data::DataError),
     #[error(transparent)]
@@ -128,6 +155,15 @@ fn moved_hint(relative_to: &Option<PathBuf>) -> String {
             dir.display()
         ),
         None => " (it has moved or was deleted)".to_string(),
+    }
+}
+
+/// How to fix a [`TrainError::InitFromMismatch`] of `field`.
+fn mismatch_fix(field: &str) -> &'static str {
+    if field == "block_size" {
+        "block_size may only be lowered (the position table is cropped); leave it out to take the weights' value"
+    } else {
+        "leave it out of [model] to take the weights' value"
     }
 }
 

@@ -14,6 +14,7 @@ use tensor::Rng;
 
 use crate::config::{Config, OptimSection};
 use crate::corpus::{open_corpus, Corpus};
+use crate::init_from::InitWeights;
 use crate::optim::{AdamW, AdamWConfig};
 use crate::rundir::{fresh_run_dir, write_atomic};
 use crate::seeds::{stream_seed, Stream};
@@ -66,17 +67,33 @@ pub(crate) fn start(start: &Start, verbose: bool) -> Result<Started, TrainError>
             println!("{text}");
         }
     };
-    let (config, origin, resume) = match start {
+    let (mut config, origin, resume) = match start {
         Start::Fresh { config, origin } => (with_absolute_data_paths(config), origin.clone(), None),
         Start::Resume { run_dir, overrides } => {
             let (config, origin, ckpt) = read_resume(run_dir, overrides)?;
             (config, origin, Some((run_dir, overrides, ckpt)))
         }
     };
+    // Fine-tuning: the weights decide the model's shape (a resumed run has its own).
+    let init = match (&config.model.init_from, &resume) {
+        (Some(path), None) => {
+            let weights = InitWeights::load(path, &origin)?;
+            weights.resolve(&mut config, &origin)?;
+            Some(weights)
+        }
+        _ => None,
+    };
     let (corpus, gpt_config) = open_run(&config, &origin, verbose)?;
     check_sample_prompt(&config, &corpus, &origin)?;
 
-    let (mut gpt, mut sampler) = fresh_start(&config, &corpus)?;
+    let (mut gpt, mut sampler) = match init {
+        Some(weights) => {
+            weights.check_tokenizer(&config, corpus.tokenizer.as_ref(), &origin)?;
+            say(&format!("fine-tuning from {}", weights.path.display()));
+            (weights.into_model(&gpt_config)?, batch_sampler(&config, &corpus)?)
+        }
+        None => fresh_start(&config, &corpus)?,
+    };
     let mut opt = AdamW::new(&gpt.tape, adamw_config(&config.optim));
     let mut state = TrainState {
         dropout_rng: Rng::seeded(stream_seed(config.train.seed, Stream::Dropout)),
@@ -235,9 +252,14 @@ fn adamw_config(o: &OptimSection) -> AdamWConfig {
 pub fn fresh_start(config: &Config, corpus: &Corpus) -> Result<(Gpt, BatchSampler), TrainError> {
     let t = &config.train;
     let gpt = Gpt::new(model_config(config, corpus.tokenizer.vocab_size()), t.seed);
+    Ok((gpt, batch_sampler(config, corpus)?))
+}
+
+/// The sampler of a run's training batches, at its start.
+fn batch_sampler(config: &Config, corpus: &Corpus) -> Result<BatchSampler, TrainError> {
+    let t = &config.train;
     let seed = stream_seed(t.seed, Stream::TrainBatches);
-    let sampler = BatchSampler::new(&corpus.train, t.batch_size, config.model.block_size, seed)?;
-    Ok((gpt, sampler))
+    Ok(BatchSampler::new(&corpus.train, t.batch_size, config.model.block_size, seed)?)
 }
 
 /// What training and evaluating a config both start with: the config checked, the thread
