@@ -69,7 +69,7 @@ pub fn bar_chart(title: &str, labels: &[String], values: &[f64], y_title: &str) 
 }
 
 /// Probability by rank on log-log axes: `probs` sorted largest first; the first
-/// `labels.len()` points carry their label.
+/// `labels.len()` points are highlighted and their labels listed in a box.
 pub fn rank_plot(title: &str, probs: &[f64], labels: &[String]) -> String {
     let mut canvas = Canvas::new(760.0, 480.0, title);
     let area = Area::of(&canvas, 78.0, 60.0);
@@ -91,18 +91,27 @@ pub fn rank_plot(title: &str, probs: &[f64], labels: &[String]) -> String {
     let points: Vec<(f64, f64)> =
         probs.iter().enumerate().map(|(i, &p)| (px(i as f64 + 1.0), py(p))).collect();
     canvas.polyline(&points, PALETTE[0], 1.6, 0.9);
+    // Every point as a dot while they can be told apart; the labelled ones always.
     for (i, &point) in points.iter().enumerate() {
-        canvas.circle(
-            point,
-            if i < labels.len() { 3.6 } else { 2.0 },
-            PALETTE[if i < labels.len() { 1 } else { 0 }],
-            1.0,
-        );
+        if i < labels.len() {
+            canvas.circle(point, 3.6, PALETTE[1], 1.0);
+        } else if points.len() <= 200 {
+            canvas.circle(point, 2.0, PALETTE[0], 1.0);
+        }
     }
-    for (i, (label, &(x, y))) in labels.iter().zip(&points).enumerate() {
-        // Alternate above and below the line so neighbouring labels do not collide.
-        let dy = if i % 2 == 0 { -14.0 } else { 14.0 };
-        canvas.text(x + 4.0, y + dy, 13.0, "start", INK, label);
+    // The top tokens in a box at the bottom left (below the curve), rank by rank (labels beside the points
+    // would collide where the probabilities are close).
+    if !labels.is_empty() {
+        let longest = labels.iter().map(|l| crate::canvas::text_width(l, 13.0)).fold(0.0, f64::max);
+        let (w, h) = (longest.max(150.0) + 52.0, 26.0 + 19.0 * labels.len() as f64);
+        let (x, y) = (area.left + 12.0, area.bottom - h - 12.0);
+        canvas.boxed((x, y, w, h), "#ffffff", "#d0d0d0");
+        canvas.text(x + 10.0, y + 12.0, 11.0, "start", MUTED, "rank  token  probability");
+        for (i, label) in labels.iter().enumerate() {
+            let row = y + 31.0 + 19.0 * i as f64;
+            canvas.circle((x + 14.0, row), 3.6, PALETTE[1], 1.0);
+            canvas.text(x + 24.0, row, 13.0, "start", INK, &format!("{}  {label}", i + 1));
+        }
     }
     area.y_title(&mut canvas, "probability (log scale)");
     canvas.text(
@@ -199,7 +208,7 @@ mod tests {
     #[test]
     fn rank_plot_labels_the_top_tokens() {
         let svg = rank_plot("Next", &[0.5, 0.3, 0.15, 0.05], &["a".into(), "b".into()]);
-        assert!(svg.contains(">a</text>") && svg.contains(">b</text>"));
+        assert!(svg.contains(">1  a</text>") && svg.contains(">2  b</text>"));
         assert!(svg.contains("probability (log scale)"));
     }
 }
