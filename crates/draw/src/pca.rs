@@ -21,7 +21,7 @@ impl Pca {
     /// from run to run. Panics when `rows` is not n × d or k > d.
     pub fn fit(rows: &[f32], d: usize, k: usize) -> Pca {
         assert!(
-            d > 0 && rows.len() % d == 0 && k <= d,
+            d > 0 && rows.len().is_multiple_of(d) && k <= d,
             "Pca::fit: {} values are not rows of {d}, or k = {k} > d",
             rows.len()
         );
