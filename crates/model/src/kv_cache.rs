@@ -99,6 +99,17 @@ impl KvCache {
     pub fn clear(&mut self) {
         self.len = 0;
     }
+
+    /// The rows being fed: q, k, v side by side (n, 3C) and the residual stream (n, C).
+    pub(crate) fn fed_rows(&self) -> (&[f32], &[f32]) {
+        (&self.rows.qkv, &self.rows.x)
+    }
+
+    /// Layer `layer`'s keys for the first `positions` positions, (positions, C).
+    pub(crate) fn keys(&self, layer: usize, positions: usize) -> &[f32] {
+        let c = self.zeros.len();
+        &self.k[layer * self.capacity * c..][..positions * c]
+    }
 }
 
 impl Gpt {
@@ -151,9 +162,9 @@ impl Gpt {
             // rayon's pool: entering the pool once per call, not once per product, saves a
             // cross-thread hand-off each time, and `on_pool` keeps the other workers awake
             // between products.
-            tensor::on_pool(|| self.forward_rows(cache, tokens));
+            tensor::on_pool(|| self.forward_rows(cache, tokens, &mut |_, _| {}));
         } else {
-            self.forward_rows(cache, tokens);
+            self.forward_rows(cache, tokens, &mut |_, _| {});
         }
         &cache.logits
     }
@@ -161,7 +172,14 @@ impl Gpt {
     /// Runs n tokens at positions `cache.len..cache.len + n` through every block as one
     /// (n, C) matrix, the recipe of [`Gpt::forward`] on new positions only: their keys and
     /// values go into the cache, the last position's logits into `cache.logits`.
-    fn forward_rows(&self, cache: &mut KvCache, tokens: &[u32]) {
+    /// `after_block(l, cache)` runs after block l, while the cache's rows hold that
+    /// block's q/k/v and output (what `inspect.rs` reads; sampling passes a no-op).
+    pub(crate) fn forward_rows(
+        &self,
+        cache: &mut KvCache,
+        tokens: &[u32],
+        after_block: &mut dyn FnMut(usize, &KvCache),
+    ) {
         let (n, c) = (tokens.len(), self.config.n_embd);
         let layers = &self.layers;
         let pos0 = cache.len;
@@ -174,6 +192,7 @@ impl Gpt {
         }
         for (l, block) in layers.h.iter().enumerate() {
             block.forward_cached(self, cache, l); // (n, C)
+            after_block(l, cache);
         }
         cache.len += n;
         let last = (n - 1) * c..n * c;

@@ -5,7 +5,8 @@
 //!
 //! Files: `config.rs` (the config and sizes), `init.rs` (parameter names, shapes, layout
 //! and initialisation), `gpt.rs` (the model and its training forward), `kv_cache.rs`
-//! (incremental inference without the tape, with `tensor::kernels`),
+//! (incremental inference without the tape, with `tensor::kernels`), `inspect.rs`
+//! (attention weights and hidden states for a prompt, for pictures),
 //! `checkpoint.rs` (the file format), `testing.rs` (helpers for tests, here and in the
 //! crates that use the model).
 
@@ -13,6 +14,7 @@ pub mod checkpoint;
 mod config;
 mod gpt;
 pub mod init;
+mod inspect;
 mod kv_cache;
 pub mod sampling;
 #[doc(hidden)]
@@ -20,6 +22,7 @@ pub mod testing;
 
 pub use config::GptConfig;
 pub use gpt::{ForwardOutput, Gpt};
+pub use inspect::Trace;
 pub use kv_cache::KvCache;
 
 /// A model configuration that cannot be built; the message names the field and the rule.
