@@ -218,13 +218,17 @@ impl MemoryLimit {
 /// `1.2 GB`, `3.1 PB`, `512 MB`, `12 kB`: decimal units, as the console prints sizes.
 pub fn format_bytes(bytes: u64) -> String {
     let x = bytes as f64;
-    let units = [(1e18, "EB"), (1e15, "PB"), (1e12, "TB"), (1e9, "GB"), (1e6, "MB")];
+    let units = [(1e18, "EB"), (1e15, "PB"), (1e12, "TB"), (1e9, "GB")];
     for (scale, unit) in units {
         if x >= scale {
             return format!("{:.1} {unit}", x / scale);
         }
     }
-    format!("{:.0} kB", x / 1e3)
+    if x >= 1e6 {
+        format!("{:.0} MB", x / 1e6)
+    } else {
+        format!("{:.0} kB", x / 1e3)
+    }
 }
 
 #[cfg(test)]
