@@ -271,7 +271,8 @@ fn a_config_claiming_a_huge_model_is_refused_before_the_model_is_allocated() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("huge.ckpt");
     let huge = 1usize << 40;
-    let patches: [(&str, fn(&mut GptConfig, usize)); 3] = [
+    type Patch = fn(&mut GptConfig, usize);
+    let patches: [(&str, Patch); 3] = [
         ("n_layer", |c, n| c.n_layer = n),
         ("vocab_size", |c, n| c.vocab_size = n),
         ("block_size", |c, n| c.block_size = n),

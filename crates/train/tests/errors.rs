@@ -85,7 +85,8 @@ fn non_finite_loss_names_the_step() {
 fn absurd_sizes_are_refused_before_anything_is_allocated() {
     let dir = tempfile::tempdir().expect("temp dir");
     let base = tiny_config(dir.path());
-    let cases: [(&str, fn(&mut Config)); 5] = [
+    type Patch = fn(&mut Config);
+    let cases: [(&str, Patch); 5] = [
         ("train.batch_size = 1000000000000", |c| c.train.batch_size = 1_000_000_000_000),
         ("train.batch_size: 9223372036854775807", |c| c.train.batch_size = i64::MAX as usize),
         ("model.n_embd = 1048576", |c| {
