@@ -89,6 +89,12 @@ pub enum DataError {
         "{path}: made for a vocabulary of {file_vocab} tokens, but the tokenizer has {tokenizer_vocab}; the corpus and tokenizer do not belong together; {PREPARE_HINT}"
     )]
     VocabMismatch { path: PathBuf, file_vocab: usize, tokenizer_vocab: usize },
+    /// A token id at or past the vocabulary its file's header declares; `index` is the
+    /// first such token's position (in tokens from the start of the data).
+    #[error(
+        "{path}: token {index} is id {id}, outside the file's vocabulary of {vocab_size} tokens; the file is damaged or was not written by prepare; {PREPARE_HINT}"
+    )]
+    TokenOutOfVocab { path: PathBuf, index: u64, id: u32, vocab_size: usize },
     /// A split too short for one window of `need` = block_size + 1 tokens.
     #[error("{path}: {tokens} tokens, need at least block_size + 1 = {need}; lower block_size or add text")]
     TooFewTokens { path: PathBuf, tokens: usize, need: usize },

@@ -379,7 +379,10 @@ mod tests {
         assert!(!same_file(&a, &other));
         assert!(!same_file(&a, &dir.path().join("missing")));
         let outputs = [other.clone(), hard.clone()];
-        assert_eq!(output_among_inputs(&outputs, std::slice::from_ref(&a)), Some((hard.as_path(), a.as_path())));
+        assert_eq!(
+            output_among_inputs(&outputs, std::slice::from_ref(&a)),
+            Some((hard.as_path(), a.as_path()))
+        );
         assert_eq!(output_among_inputs(&outputs[..1], &[a]), None);
     }
 }

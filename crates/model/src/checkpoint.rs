@@ -49,6 +49,10 @@ pub enum CheckpointError {
     /// The checkpoint's model config cannot be built.
     #[error("checkpoint model config: {0}")]
     InvalidModel(ModelError),
+    /// A model config that describes more (or fewer) parameters than the checkpoint
+    /// holds values for; checked before the model is allocated.
+    #[error("checkpoint model config: {0}; the checkpoint was not written by train or convert")]
+    ModelSize(String),
     #[error("{path}: {error}")]
     Io { path: PathBuf, error: std::io::Error },
     #[error("{path}: not a Quill checkpoint (it does not start with \"QUILLCKP\"); pass a .ckpt file written by train")]
@@ -208,8 +212,9 @@ impl Checkpoint {
         Ok(checkpoint)
     }
 
-    /// Every tensor holds as many values as its shape says, and the optimizer has one
-    /// moment of the right size per parameter.
+    /// Every tensor holds as many values as its shape says, the model config describes
+    /// as many parameters as the tensors hold, and the optimizer has one moment of the
+    /// right size per parameter.
     fn check_sizes(&self) -> Result<(), String> {
         for p in &self.params {
             let numel = p.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
@@ -222,6 +227,7 @@ impl Checkpoint {
                 ));
             }
         }
+        self.check_model_size()?;
         if let Some(opt) = &self.optimizer {
             if opt.m.len() != self.params.len() || opt.v.len() != self.params.len() {
                 return Err(format!(
@@ -244,6 +250,22 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// The model config describes as many parameter values as the checkpoint holds, so a
+    /// model built from the config allocates no more than the file held. (A config that
+    /// claims a model of 2^40 in some dimension is refused here, before `Gpt::zeroed`.)
+    fn check_model_size(&self) -> Result<(), String> {
+        let held: u64 = self.params.iter().map(|p| p.data.len() as u64).sum();
+        match self.model.checked_num_params() {
+            Ok(claimed) if claimed == held => Ok(()),
+            Ok(claimed) => Err(format!(
+                "its model config describes {claimed} parameters, but it holds {held} parameter values"
+            )),
+            Err(e) => {
+                Err(format!("its model config cannot be built ({e}), and it holds {held} parameter values"))
+            }
+        }
+    }
+
     /// The model's parameters, by name.
     pub fn params_of(gpt: &Gpt) -> Vec<NamedTensor> {
         gpt.tape
@@ -260,6 +282,7 @@ impl Checkpoint {
     /// Copies every weight; [`Checkpoint::into_model`] moves them instead.
     pub fn to_model(&self) -> Result<Gpt, CheckpointError> {
         self.model.validate().map_err(CheckpointError::InvalidModel)?;
+        self.check_model_size().map_err(CheckpointError::ModelSize)?;
         let mut gpt = Gpt::zeroed(self.model.clone());
         self.load_into(&mut gpt)?;
         Ok(gpt)

@@ -354,6 +354,32 @@ impl Config {
         if t.max_iters == 0 {
             return err("train.max_iters", "must be at least 1 (optimizer steps to run), found 0".into());
         }
+        // The run's token count (what the plan line and tokens_seen count) fits in 64 bits.
+        // An overflow names the largest factor so far, the likeliest mistake.
+        let mut tokens = 1u64;
+        let mut largest = ("train.batch_size", 0u64);
+        for (field, value) in [
+            ("train.batch_size", t.batch_size as u64),
+            ("model.block_size", m.block_size as u64),
+            ("train.gradient_accumulation_steps", t.gradient_accumulation_steps as u64),
+            ("train.max_iters", t.max_iters),
+        ] {
+            if value > largest.1 {
+                largest = (field, value);
+            }
+            match tokens.checked_mul(value) {
+                Some(n) => tokens = n,
+                None => {
+                    let (field, value) = largest;
+                    return err(
+                        field,
+                        format!(
+                            "{value} makes the run's tokens (batch_size × block_size × gradient_accumulation_steps × max_iters) overflow 64 bits; use a smaller value"
+                        ),
+                    );
+                }
+            }
+        }
         if t.threads > MAX_THREADS {
             return err(
                 "train.threads",

@@ -101,6 +101,11 @@ pub enum TrainError {
     /// model, or an unreadable trainer state.
     #[error("{path}: {detail}")]
     NotResumable { path: PathBuf, detail: String },
+    /// A run (or an evaluation) that needs more memory than the limit: the machine's
+    /// available memory, or what `--max-memory` / `QUILL_MAX_MEMORY` allows. `detail`
+    /// names the fields and the figures.
+    #[error("{detail} (use smaller values, or raise the limit with --max-memory GB)")]
+    OutOfMemory { detail: String },
     /// A parameter without a gradient at the first step.
     #[error("step 0: {detail}; a layer is probably not connected to the loss")]
     Disconnected { detail: String },

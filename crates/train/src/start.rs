@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use data::{BatchSampler, Dataset, DatasetState, SamplerState, Tokenizer};
+use model::budget::{format_bytes, MemoryLimit, TrainingMemory};
 use model::checkpoint::{Checkpoint, CheckpointError};
 use model::{Gpt, GptConfig};
 use serde::{Deserialize, Serialize};
@@ -55,6 +56,8 @@ pub(crate) struct Started {
     /// Optimizer steps already done: 0, or the checkpoint's step.
     pub step: u64,
     pub run_dir: PathBuf,
+    /// What the run needs in memory, checked against the limit before the model was built.
+    pub memory: TrainingMemory,
 }
 
 /// Checks the config (and, resuming, the checkpoint), opens the data, builds the model,
@@ -85,6 +88,7 @@ pub(crate) fn start(start: &Start, verbose: bool) -> Result<Started, TrainError>
     };
     let (corpus, gpt_config) = open_run(&config, &origin, verbose)?;
     check_sample_prompt(&config, &corpus, &origin)?;
+    let memory = check_training_memory(&config, &gpt_config, &origin)?;
 
     let (mut gpt, mut sampler) = match init {
         Some(weights) => {
@@ -138,7 +142,7 @@ pub(crate) fn start(start: &Start, verbose: bool) -> Result<Started, TrainError>
             dir
         }
     };
-    Ok(Started { config, corpus, gpt, opt, sampler, state, step, run_dir })
+    Ok(Started { config, corpus, gpt, opt, sampler, state, step, run_dir, memory })
 }
 
 /// A resumed run's config (with `overrides`, which may only extend max_iters), the name
@@ -234,6 +238,49 @@ fn check_sample_prompt(config: &Config, corpus: &Corpus, origin: &str) -> Result
         }
     }
     Ok(())
+}
+
+/// What a training run of `config` needs in memory, refused (before anything is
+/// allocated) when a size overflows or the total is past the memory limit, naming the
+/// fields that drive the largest part.
+fn check_training_memory(
+    config: &Config,
+    gpt_config: &GptConfig,
+    origin: &str,
+) -> Result<TrainingMemory, TrainError> {
+    let t = &config.train;
+    let memory = gpt_config
+        .training_memory(t.batch_size, t.sample_tokens)
+        .map_err(|e| TrainError::Config(format!("{origin}: {e}")))?;
+    let (part, bytes) = memory.largest();
+    let c = gpt_config;
+    let fields = match part {
+        "activations" | "batch buffers" => format!(
+            "train.batch_size = {} sequences of model.block_size = {} tokens, model.n_layer = {}, model.n_embd = {}",
+            t.batch_size, c.block_size, c.n_layer, c.n_embd
+        ),
+        "sampling buffers" => format!(
+            "a KV cache of model.block_size = {} positions × model.n_layer = {} × model.n_embd = {} for train.sample_tokens",
+            c.block_size, c.n_layer, c.n_embd
+        ),
+        _ => format!(
+            "{} parameters from model.n_layer = {}, model.n_embd = {}, model.block_size = {}, vocabulary {}",
+            memory.params, c.n_layer, c.n_embd, c.block_size, c.vocab_size
+        ),
+    };
+    check_fits(memory.total(), &format!("{origin}: {fields} need {} of {part}", format_bytes(bytes)))?;
+    Ok(memory)
+}
+
+/// Refuses `needed` bytes past the memory limit; `what` begins the sentence.
+pub(crate) fn check_fits(needed: u64, what: &str) -> Result<(), TrainError> {
+    let limit = MemoryLimit::current().map_err(|e| TrainError::Config(e.to_string()))?;
+    match limit {
+        Some(limit) if needed > limit.bytes => Err(TrainError::OutOfMemory {
+            detail: format!("{what}, {} in all; {}", format_bytes(needed), limit.describe()),
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn adamw_config(o: &OptimSection) -> AdamWConfig {

@@ -205,7 +205,7 @@ impl Run {
     fn start(opts: &RunOptions) -> Result<Run, TrainError> {
         let session_start = Instant::now();
         let verbose = opts.verbosity == Verbosity::Normal;
-        let Started { config, corpus, gpt, opt, sampler, state, step, run_dir } =
+        let Started { config, corpus, gpt, opt, sampler, state, step, run_dir, memory } =
             start(&opts.start, verbose)?;
         sweep_temporaries(&run_dir, verbose)?;
         let rows: Vec<MetricRow> =
@@ -227,7 +227,7 @@ impl Run {
         let t = &config.train;
         if verbose {
             let tokens = tokens_per_step(&config);
-            println!("{}", preflight(&gpt.config, t.batch_size, tokens, t.max_iters, &run_dir));
+            println!("{}", preflight(&gpt.config, &memory, tokens, t.max_iters, &run_dir));
         }
         Ok(Run {
             console: Console::new(t.max_iters, step, opts.verbosity),
@@ -296,7 +296,7 @@ impl Run {
             });
         }
         self.step += 1;
-        self.state.tokens_seen += tokens_per_step(&self.config);
+        self.state.tokens_seen = self.state.tokens_seen.saturating_add(tokens_per_step(&self.config));
         self.losses.push(loss as f32);
         let smoothed_loss = self.state.smoothed_loss.map_or(loss, |s| 0.9 * s + 0.1 * loss);
         self.state.smoothed_loss = Some(smoothed_loss);
@@ -468,7 +468,7 @@ impl Run {
         self.console.finish();
         let wall_s = self.session_start.elapsed().as_secs_f64();
         let trained_s = self.loop_start.elapsed().as_secs_f64();
-        let tokens = (self.step - self.first_step) * tokens_per_step(&self.config);
+        let tokens = (self.step - self.first_step).saturating_mul(tokens_per_step(&self.config));
         let summary = RunSummary {
             run_dir: self.run_dir,
             step: self.step,
@@ -510,7 +510,10 @@ fn sweep_temporaries(run_dir: &Path, verbose: bool) -> Result<(), TrainError> {
 /// Tokens of one optimizer step: batch_size × block_size × gradient_accumulation_steps.
 fn tokens_per_step(config: &Config) -> u64 {
     let t = &config.train;
-    (t.batch_size * config.model.block_size * t.gradient_accumulation_steps) as u64
+    // Config::validate checked that the run's tokens fit in 64 bits.
+    [t.batch_size, config.model.block_size, t.gradient_accumulation_steps]
+        .into_iter()
+        .fold(1u64, |n, x| n.saturating_mul(x as u64))
 }
 
 /// Everything needed to sample from the model or to resume this run exactly.
