@@ -31,8 +31,8 @@ struct Args {
     /// Configurations to run: tiny, small, gpt2 (default: all).
     #[arg(long = "only")]
     only: Vec<String>,
-    /// Timed training steps per configuration (after two warm-up steps).
-    #[arg(long, default_value_t = 7)]
+    /// Timed training steps per configuration (after two warm-up steps); at least 1.
+    #[arg(long, default_value_t = 7, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     steps: usize,
     /// New tokens per sampling measurement.
     #[arg(long, default_value_t = 256)]

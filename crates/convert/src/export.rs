@@ -32,7 +32,7 @@ pub fn to_hf(checkpoint: &Path, out: &Path, force: bool) -> Result<Vec<PathBuf>,
     let ckpt = Checkpoint::load(checkpoint)?;
     let tokenizer = data::tokenizer_from_bytes(&ckpt.tokenizer)
         .map_err(|e| ConvertError::Tokenizer { path: checkpoint.to_path_buf(), detail: e.to_string() })?;
-    write_hf(&ckpt, tokenizer.as_ref(), out, force)
+    write_hf_from(&ckpt, tokenizer.as_ref(), out, force, &[checkpoint.to_path_buf()])
 }
 
 /// Writes `ckpt`'s model and `tokenizer` as a Hugging Face GPT-2 folder (see the module
@@ -42,6 +42,18 @@ pub fn write_hf(
     tokenizer: &dyn Tokenizer,
     out: &Path,
     force: bool,
+) -> Result<Vec<PathBuf>, ConvertError> {
+    write_hf_from(ckpt, tokenizer, out, force, &[])
+}
+
+/// [`write_hf`], refusing (even with `force`) to write over any of `inputs`: the files
+/// the checkpoint was read from.
+fn write_hf_from(
+    ckpt: &Checkpoint,
+    tokenizer: &dyn Tokenizer,
+    out: &Path,
+    force: bool,
+    inputs: &[PathBuf],
 ) -> Result<Vec<PathBuf>, ConvertError> {
     let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
     let gpt2 = tokenizer.as_gpt2();
@@ -62,6 +74,10 @@ pub fn write_hf(
             files.push((out.join(QUILL_TOKENIZER_FILE), tokenizer.to_bytes()));
             files.push((out.join(QUILL_TOKENIZER_NOTE), tokenizer_note(tokenizer).into_bytes()));
         }
+    }
+    let paths: Vec<PathBuf> = files.iter().map(|(path, _)| path.clone()).collect();
+    if let Some((output, input)) = fsio::output_among_inputs(&paths, inputs) {
+        return Err(ConvertError::OutputIsInput { output: output.to_path_buf(), input: input.to_path_buf() });
     }
     if !force {
         if let Some((path, _)) = files.iter().find(|(path, _)| path.exists()) {

@@ -22,7 +22,7 @@ pub fn is_hf_folder(path: &Path) -> bool {
 }
 
 /// Reads a Hugging Face GPT-2 folder into a checkpoint (no optimizer state, step 0) that
-/// `sample` and `Checkpoint::to_model` take as they take one written by `train`.
+/// `sample` and `Checkpoint::into_model` take as they take one written by `train`.
 pub fn from_hf(dir: &Path) -> Result<Checkpoint, ConvertError> {
     let config_path = dir.join("config.json");
     let model = HfConfig::read(&config_path)?.to_model_config(&config_path)?;

@@ -96,6 +96,10 @@ pub enum ConvertError {
     VocabMismatch { path: PathBuf, tokenizer: usize, model: usize },
     #[error("{path}: cannot write ({detail}); check that the folder is writable and has space")]
     Write { path: PathBuf, detail: String },
+    /// A file to write (`output`) that is the input it is converted from (`input`, under
+    /// that name or another: a link).
+    #[error("{output}: is the input {input}, so convert will not write it (not even with --force); choose another --out")]
+    OutputIsInput { output: PathBuf, input: PathBuf },
     #[error("{path} already exists; pass --force to replace it")]
     OutputExists { path: PathBuf },
     #[error(transparent)]

@@ -312,3 +312,22 @@ fn accepts_names_without_the_transformer_prefix_and_skips_mask_buffers() {
         &from_hf(dir.path()).expect("GPT2Model's names"),
     );
 }
+
+#[test]
+fn an_export_never_writes_over_its_checkpoint() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ckpt = from_hf(&fixture()).expect("the fixture imports");
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).expect("mkdir");
+    let input = out.join("model.safetensors");
+    ckpt.save(&input).expect("save");
+    let before = std::fs::read(&input).expect("read");
+    for force in [false, true] {
+        let err = convert::to_hf(&input, &out, force).expect_err("refused").to_string();
+        assert!(
+            err.contains("model.safetensors: is the input") && err.contains("not even with --force"),
+            "{err}"
+        );
+    }
+    assert_eq!(std::fs::read(&input).expect("read"), before);
+}

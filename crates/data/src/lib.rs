@@ -52,6 +52,12 @@ pub enum DataError {
         "{path}: already exists; pass --force to overwrite the prepared corpus in {out_dir}, or choose another --out"
     )]
     AlreadyPrepared { path: PathBuf, out_dir: PathBuf },
+    /// A file prepare would write (`output`) that is one of its inputs (`input`, under
+    /// that name or another: a link), so writing it would destroy the text.
+    #[error(
+        "{output}: is the input {input}, so prepare will not write it (not even with --force); move the text out of the output folder or choose another --out"
+    )]
+    OutputIsInput { output: PathBuf, input: PathBuf },
     /// Text with characters a char-level tokenizer does not know (`chars`, in order of
     /// appearance); it knows `known` characters.
     #[error(
@@ -83,6 +89,12 @@ pub enum DataError {
         "{path}: made for a vocabulary of {file_vocab} tokens, but the tokenizer has {tokenizer_vocab}; the corpus and tokenizer do not belong together; {PREPARE_HINT}"
     )]
     VocabMismatch { path: PathBuf, file_vocab: usize, tokenizer_vocab: usize },
+    /// A token id at or past the vocabulary its file's header declares; `index` is the
+    /// first such token's position (in tokens from the start of the data).
+    #[error(
+        "{path}: token {index} is id {id}, outside the file's vocabulary of {vocab_size} tokens; the file is damaged or was not written by prepare; {PREPARE_HINT}"
+    )]
+    TokenOutOfVocab { path: PathBuf, index: u64, id: u32, vocab_size: usize },
     /// A split too short for one window of `need` = block_size + 1 tokens.
     #[error("{path}: {tokens} tokens, need at least block_size + 1 = {need}; lower block_size or add text")]
     TooFewTokens { path: PathBuf, tokens: usize, need: usize },

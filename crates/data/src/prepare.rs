@@ -57,7 +57,7 @@ pub struct PrepareSummary {
 
 /// Writes `tokenizer.bin`, `train.bin` and `val.bin` into `out_dir` (each through a
 /// temporary name and a rename, so a failure leaves nothing partial). Refuses an output
-/// folder that already holds any of them, and reads GPT-2's files from [`DEFAULT_GPT2_DIR`];
+/// that is also an input (always), an output folder that already holds any of them, and reads GPT-2's files from [`DEFAULT_GPT2_DIR`];
 /// [`prepare_with`] can overwrite and look elsewhere.
 pub fn prepare(opts: &PrepareOptions) -> Result<PrepareSummary, DataError> {
     prepare_with(opts, false, Path::new(DEFAULT_GPT2_DIR))
@@ -76,6 +76,10 @@ pub fn prepare_with(
 ) -> Result<PrepareSummary, DataError> {
     check_options(opts)?;
     let out = &opts.out_dir;
+    // Before the --force check: forcing would not make writing over the input right.
+    if let Some((output, input)) = fsio::output_among_inputs(&Dataset::files(out), &opts.inputs) {
+        return Err(DataError::OutputIsInput { output: output.to_path_buf(), input: input.to_path_buf() });
+    }
     if !force {
         if let Some(existing) = Dataset::files(out).into_iter().find(|p| p.exists()) {
             return Err(DataError::AlreadyPrepared { path: existing, out_dir: out.clone() });

@@ -47,12 +47,16 @@ pub struct TokenFile {
 }
 
 impl TokenFile {
-    /// Opens and validates a token file: magic, version, width, vocab size, and the token
-    /// count against the file length.
+    /// Opens and validates a token file: magic, version, width, vocab size, the token
+    /// count against the file length, and every token id below the vocab size (one
+    /// streaming pass over the file, a small fraction of a second per GB).
     pub fn open(path: &Path) -> Result<TokenFile, DataError> {
         let fail = |detail: String| Err(DataError::BadTokenFile { path: path.to_path_buf(), detail });
         let file = File::open(path)
             .map_err(|error| DataError::MissingTokenFile { path: path.to_path_buf(), error })?;
+        if file.metadata().is_ok_and(|m| !m.is_file()) {
+            return fail(format!("is a folder or a device, not a file; {PREPARE_HINT}"));
+        }
         // SAFETY: the map is read-only and Quill never writes a token file in place (new
         // files are renamed over old ones, which leaves this mapping's inode untouched).
         // Another program truncating the file while it is mapped could still fault.
@@ -100,6 +104,17 @@ impl TokenFile {
                 "the header says {count} tokens of {width} bytes ({} bytes with the header), but the file has {file_len} bytes; it is truncated or damaged; {PREPARE_HINT}",
                 expected.map_or("more than 2^64".to_string(), |n| n.to_string())
             ));
+        }
+        #[cfg(unix)]
+        let _ = map.advise(memmap2::Advice::Sequential);
+        let tokens = &map[TOKEN_FILE_HEADER_LEN..];
+        if let Some((index, id)) = first_out_of_vocab(tokens, width, vocab_size) {
+            return Err(DataError::TokenOutOfVocab {
+                path: path.to_path_buf(),
+                index: index as u64,
+                id,
+                vocab_size: vocab_size as usize,
+            });
         }
         #[cfg(unix)]
         {
@@ -191,6 +206,33 @@ impl TokenFile {
             }
         }
     }
+}
+
+/// The position and value of the first token id at or past `vocab_size` in `tokens`
+/// (little-endian ids of `width` bytes), or None. Scans in chunks, taking each chunk's
+/// maximum in a loop the compiler vectorises, and looks for the exact position only in a
+/// chunk whose maximum is out of range.
+fn first_out_of_vocab(tokens: &[u8], width: usize, vocab_size: u64) -> Option<(usize, u32)> {
+    if vocab_size > (1u64 << (8 * width)) - 1 {
+        return None; // every id of this width is in range
+    }
+    let limit = vocab_size as u32; // < 2^32 here
+    let id_at = |b: &[u8]| match width {
+        2 => u16::from_le_bytes([b[0], b[1]]) as u32,
+        _ => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+    };
+    const CHUNK_TOKENS: usize = 1 << 14;
+    for (c, chunk) in tokens.chunks(CHUNK_TOKENS * width).enumerate() {
+        let max = match width {
+            2 => chunk.chunks_exact(2).fold(0u16, |m, b| m.max(u16::from_le_bytes([b[0], b[1]]))) as u32,
+            _ => chunk.chunks_exact(4).fold(0u32, |m, b| m.max(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
+        };
+        if max >= limit {
+            let (i, id) = chunk.chunks_exact(width).map(id_at).enumerate().find(|&(_, id)| id >= limit)?;
+            return Some((c * CHUNK_TOKENS + i, id));
+        }
+    }
+    None
 }
 
 /// Streams tokens into a new token file (header written last, once the count is known).

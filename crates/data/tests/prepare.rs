@@ -167,3 +167,26 @@ fn each_bad_input_is_one_clear_error() {
     assert_eq!(load_tokenizer(&out.join("tokenizer.bin")).expect("replaced").kind(), "bpe");
     assert_eq!(entries(&out).len(), 3, "no temporary files left: {:?}", entries(&out));
 }
+
+#[test]
+fn an_input_among_the_outputs_is_never_written_even_with_force() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("data");
+    std::fs::create_dir(&out).expect("mkdir");
+    let text = "the cat sat on the mat.\n".repeat(40);
+    // The text under an output's name, and as a hard link from elsewhere to another.
+    let same_name = out.join("train.bin");
+    std::fs::write(&same_name, &text).expect("write");
+    let elsewhere = dir.path().join("input.txt");
+    std::fs::write(&elsewhere, &text).expect("write");
+    std::fs::hard_link(&elsewhere, out.join("val.bin")).expect("hard link");
+    for (input, output) in [(&same_name, "train.bin"), (&elsewhere, "val.bin")] {
+        for force in [false, true] {
+            let err = err_of(prepare_with(&opts(&[input], &out, "char", None), force, &gpt2_dir()));
+            assert!(err.contains(&format!("{output}: is the input")), "{err}");
+            assert!(err.contains("not even with --force") && !err.contains("pass --force"), "{err}");
+        }
+    }
+    assert_eq!(std::fs::read_to_string(&same_name).expect("read"), text);
+    assert_eq!(std::fs::read_to_string(&elsewhere).expect("read"), text);
+}

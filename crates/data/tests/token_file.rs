@@ -76,3 +76,48 @@ fn damaged_headers_are_clear_errors() {
     let err = open_err(&dir.path().join("missing.bin"));
     assert!(err.contains("run prepare first"), "{err}");
 }
+
+#[test]
+fn an_id_past_the_vocabulary_is_refused_with_its_position() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (vocab, width, bad) in [(50usize, 2usize, 60u32), (100_000, 4, 100_000)] {
+        let path = dir.path().join(format!("w{width}.bin"));
+        let tokens: Vec<u32> = (0..50_000).map(|i| (i % 50) as u32).collect();
+        write_token_file(&path, &tokens, vocab).expect("write");
+        assert!(TokenFile::open(&path).is_ok());
+        // Patch token 40000 (in the third chunk) and, later, token 45000.
+        let mut bytes = std::fs::read(&path).expect("read");
+        for index in [40_000, 45_000] {
+            let at = TOKEN_FILE_HEADER_LEN + index * width;
+            bytes[at..at + width].copy_from_slice(&bad.to_le_bytes()[..width]);
+        }
+        std::fs::write(&path, &bytes).expect("write");
+        let err = TokenFile::open(&path).err().expect("refused");
+        assert!(
+            matches!(err, data::DataError::TokenOutOfVocab { index: 40_000, id, .. } if id == bad),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("token 40000 is id") && text.contains("run prepare again"), "{text}");
+    }
+}
+
+/// Not a test of correctness: how long the id check takes on a 1 GB file.
+/// `cargo test --release -p quill-data --test token_file -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn id_check_speed_on_one_gigabyte() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("big.bin");
+    let mut writer = data::TokenWriter::create(&path, 50_257).expect("create");
+    let block: Vec<u32> = (0..1u64 << 20).map(|i| (i * 7919 % 50_257) as u32).collect();
+    for _ in 0..512 {
+        writer.push(&block).expect("push"); // 512 × 2^20 tokens × 2 bytes = 1 GiB
+    }
+    writer.finish().expect("finish");
+    TokenFile::open(&path).expect("open"); // once to bring the file into the page cache
+    let started = std::time::Instant::now();
+    let f = TokenFile::open(&path).expect("open");
+    let seconds = started.elapsed().as_secs_f64();
+    println!("opened and checked {} tokens ({} bytes) in {seconds:.3} s", f.len(), f.len() * 2);
+}

@@ -10,7 +10,9 @@
 //!
 //! A reader (or a crash) therefore sees the old file or the new one, never a torn one. A
 //! temporary file whose writing fails, or that is dropped without [`AtomicFile::commit`],
-//! is removed. Standard library only, so every crate of the workspace can use it.
+//! is removed. A process killed while writing (SIGKILL, a power cut) leaves its temporary
+//! file behind; [`remove_stale_temporaries`] sweeps those of writers no longer running. Standard
+//! library only, so every crate of the workspace can use it.
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
@@ -120,6 +122,100 @@ impl Drop for AtomicFile {
         if !self.committed {
             let _ = std::fs::remove_file(&self.tmp);
         }
+    }
+}
+
+/// Whether `a` and `b` name the same file: the same path once links and `..` are
+/// resolved, or one file under two names (a hard link: the same device and inode). A path
+/// that does not exist is no other file.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    let (Ok(ca), Ok(cb)) = (a.canonicalize(), b.canonicalize()) else { return false };
+    if ca == cb {
+        return true;
+    }
+    same_identity(&ca, &cb)
+}
+
+#[cfg(unix)]
+fn same_identity(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(ma), Ok(mb)) => ma.dev() == mb.dev() && ma.ino() == mb.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_identity(_: &Path, _: &Path) -> bool {
+    false
+}
+
+/// The first output that is also an input ([`same_file`]), as `(output, input)`: a
+/// command refuses to write it, `--force` or not, since that would replace the text or
+/// model it reads.
+pub fn output_among_inputs<'a>(
+    outputs: &'a [PathBuf],
+    inputs: &'a [PathBuf],
+) -> Option<(&'a Path, &'a Path)> {
+    outputs.iter().find_map(|output| {
+        inputs.iter().find(|input| same_file(output, input)).map(|input| (output.as_path(), input.as_path()))
+    })
+}
+
+/// The programs of Quill that write files: a temporary file of a running one is in use.
+const WRITERS: [&str; 7] = ["train", "prepare", "sample", "plot", "bench", "ngram", "convert"];
+
+/// Removes the temporary files `NAME.tmp-PID` in `dir` whose writer is gone: no process
+/// `PID` runs, or the one that does is not a Quill program (the id was reused), as
+/// `/proc/PID` tells. This process's own are kept, and so is everything where `/proc` is
+/// missing (another system: nothing can be told apart there). Returns the paths removed.
+pub fn remove_stale_temporaries(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    if !Path::new("/proc/self").exists() {
+        return Ok(removed);
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(temporary_pid) else { continue };
+        if pid == std::process::id() || writer_alive(pid) || !entry.file_type()?.is_file() {
+            continue;
+        }
+        let path = entry.path();
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed.push(path),
+            // Its writer may just have renamed it into place.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(removed)
+}
+
+/// The PID of a temporary file's name `NAME.tmp-PID`, or `None` for any other name.
+fn temporary_pid(name: &str) -> Option<u32> {
+    let (stem, pid) = name.rsplit_once(".tmp-")?;
+    if stem.is_empty() || pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// Whether process `pid` runs a program that may be writing a temporary file: a Quill
+/// program, or the same executable as this process (a test binary, say).
+fn writer_alive(pid: u32) -> bool {
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    if !proc_dir.exists() {
+        return false;
+    }
+    match std::fs::read_link(proc_dir.join("exe")) {
+        Ok(exe) => {
+            let same = std::env::current_exe().is_ok_and(|own| own == exe);
+            let name = exe.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            same || WRITERS.contains(&name)
+        }
+        // Another user's process, or one exiting: it may be a writer, so keep its file.
+        Err(_) => true,
     }
 }
 
@@ -233,5 +329,60 @@ mod tests {
         let tmp = temp_path(Path::new("runs/x/latest.ckpt")).expect("a file name");
         assert_eq!(tmp, Path::new(&format!("runs/x/latest.ckpt.tmp-{}", std::process::id())));
         assert!(temp_path(Path::new("/")).is_err());
+    }
+
+    #[test]
+    fn temporaries_of_dead_writers_are_swept_and_live_ones_kept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut child = std::process::Command::new("true").spawn().expect("run true");
+        child.wait().expect("wait");
+        let dead = child.id();
+        let own = std::process::id();
+        let names = [
+            format!("latest.ckpt.tmp-{dead}"),
+            format!("latest.ckpt.tmp-{own}"),
+            "latest.ckpt".to_string(),
+            "notes.tmp-x".to_string(),
+        ];
+        for name in &names {
+            std::fs::write(dir.path().join(name), b"x").expect("write");
+        }
+        let removed = remove_stale_temporaries(dir.path()).expect("sweep");
+        assert_eq!(removed, vec![dir.path().join(&names[0])]);
+        for name in &names[1..] {
+            assert!(dir.path().join(name).exists(), "{name} was removed");
+        }
+    }
+
+    #[test]
+    fn only_name_tmp_digits_is_a_temporary_name() {
+        assert_eq!(temporary_pid("latest.ckpt.tmp-123"), Some(123));
+        assert_eq!(temporary_pid("a.tmp-"), None);
+        assert_eq!(temporary_pid(".tmp-12"), None);
+        assert_eq!(temporary_pid("a.tmp-12x"), None);
+        assert_eq!(temporary_pid("a.txt"), None);
+    }
+
+    #[test]
+    fn same_file_sees_through_links_and_dots() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let a = dir.path().join("a.txt");
+        std::fs::write(&a, b"text").expect("write");
+        std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
+        let dotted = dir.path().join("sub/../a.txt");
+        let hard = dir.path().join("sub/hard.bin");
+        std::fs::hard_link(&a, &hard).expect("hard link");
+        let other = dir.path().join("b.txt");
+        std::fs::write(&other, b"text").expect("write");
+        assert!(same_file(&a, &dotted));
+        assert!(same_file(&a, &hard));
+        assert!(!same_file(&a, &other));
+        assert!(!same_file(&a, &dir.path().join("missing")));
+        let outputs = [other.clone(), hard.clone()];
+        assert_eq!(
+            output_among_inputs(&outputs, std::slice::from_ref(&a)),
+            Some((hard.as_path(), a.as_path()))
+        );
+        assert_eq!(output_among_inputs(&outputs[..1], &[a]), None);
     }
 }

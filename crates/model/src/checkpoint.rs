@@ -30,6 +30,8 @@ use std::path::{Path, PathBuf};
 use bincode::Options;
 use serde::{Deserialize, Serialize};
 
+use tensor::TensorId;
+
 use crate::{Gpt, GptConfig, ModelError};
 
 /// The first eight bytes of every checkpoint.
@@ -47,6 +49,10 @@ pub enum CheckpointError {
     /// The checkpoint's model config cannot be built.
     #[error("checkpoint model config: {0}")]
     InvalidModel(ModelError),
+    /// A model config that describes more (or fewer) parameters than the checkpoint
+    /// holds values for; checked before the model is allocated.
+    #[error("checkpoint model config: {0}; the checkpoint was not written by train or convert")]
+    ModelSize(String),
     #[error("{path}: {error}")]
     Io { path: PathBuf, error: std::io::Error },
     #[error("{path}: not a Quill checkpoint (it does not start with \"QUILLCKP\"); pass a .ckpt file written by train")]
@@ -206,8 +212,9 @@ impl Checkpoint {
         Ok(checkpoint)
     }
 
-    /// Every tensor holds as many values as its shape says, and the optimizer has one
-    /// moment of the right size per parameter.
+    /// Every tensor holds as many values as its shape says, the model config describes
+    /// as many parameters as the tensors hold, and the optimizer has one moment of the
+    /// right size per parameter.
     fn check_sizes(&self) -> Result<(), String> {
         for p in &self.params {
             let numel = p.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
@@ -220,6 +227,7 @@ impl Checkpoint {
                 ));
             }
         }
+        self.check_model_size()?;
         if let Some(opt) = &self.optimizer {
             if opt.m.len() != self.params.len() || opt.v.len() != self.params.len() {
                 return Err(format!(
@@ -242,6 +250,22 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// The model config describes as many parameter values as the checkpoint holds, so a
+    /// model built from the config allocates no more than the file held. (A config that
+    /// claims a model of 2^40 in some dimension is refused here, before `Gpt::zeroed`.)
+    fn check_model_size(&self) -> Result<(), String> {
+        let held: u64 = self.params.iter().map(|p| p.data.len() as u64).sum();
+        match self.model.checked_num_params() {
+            Ok(claimed) if claimed == held => Ok(()),
+            Ok(claimed) => Err(format!(
+                "its model config describes {claimed} parameters, but it holds {held} parameter values"
+            )),
+            Err(e) => {
+                Err(format!("its model config cannot be built ({e}), and it holds {held} parameter values"))
+            }
+        }
+    }
+
     /// The model's parameters, by name.
     pub fn params_of(gpt: &Gpt) -> Vec<NamedTensor> {
         gpt.tape
@@ -255,21 +279,48 @@ impl Checkpoint {
     }
 
     /// A model with this checkpoint's weights; errors name a missing or misshapen parameter.
+    /// Copies every weight; [`Checkpoint::into_model`] moves them instead.
     pub fn to_model(&self) -> Result<Gpt, CheckpointError> {
         self.model.validate().map_err(CheckpointError::InvalidModel)?;
+        self.check_model_size().map_err(CheckpointError::ModelSize)?;
         let mut gpt = Gpt::zeroed(self.model.clone());
         self.load_into(&mut gpt)?;
+        Ok(gpt)
+    }
+
+    /// A model with this checkpoint's weights, moved into it rather than copied (a 124M
+    /// model is 500 MB of weights); errors as [`Checkpoint::to_model`]'s.
+    pub fn into_model(self) -> Result<Gpt, CheckpointError> {
+        self.model.validate().map_err(CheckpointError::InvalidModel)?;
+        let mut gpt = Gpt::zeroed(self.model.clone());
+        let sources = self.sources(&gpt)?;
+        let mut params: Vec<Option<NamedTensor>> = self.params.into_iter().map(Some).collect();
+        for (id, index) in sources {
+            let saved = params[index].take().expect("sources names each parameter once");
+            gpt.tape.value_mut(id).data = saved.data;
+        }
         Ok(gpt)
     }
 
     /// Copies this checkpoint's weights into an existing model of the same config. Every
     /// parameter is checked before any is written, so on error the model is unchanged.
     pub fn load_into(&self, gpt: &mut Gpt) -> Result<(), CheckpointError> {
-        let by_name: HashMap<&str, &NamedTensor> = self.params.iter().map(|p| (p.name.as_str(), p)).collect();
+        for (id, index) in self.sources(gpt)? {
+            gpt.tape.value_mut(id).data.copy_from_slice(&self.params[index].data);
+        }
+        Ok(())
+    }
+
+    /// For each of the model's parameters, its index in `self.params`, once every one has
+    /// been found with the model's shape and no saved tensor is left over.
+    fn sources(&self, gpt: &Gpt) -> Result<Vec<(TensorId, usize)>, CheckpointError> {
+        let by_name: HashMap<&str, usize> =
+            self.params.iter().enumerate().map(|(i, p)| (p.name.as_str(), i)).collect();
         let mut sources = Vec::with_capacity(gpt.tape.n_params());
         for (id, name, value) in gpt.tape.params() {
-            let saved =
-                by_name.get(name).ok_or_else(|| CheckpointError::MissingParam { name: name.to_string() })?;
+            let index =
+                *by_name.get(name).ok_or_else(|| CheckpointError::MissingParam { name: name.to_string() })?;
+            let saved = &self.params[index];
             if saved.shape != value.shape || saved.data.len() != value.data.len() {
                 return Err(CheckpointError::ShapeMismatch {
                     name: name.to_string(),
@@ -277,7 +328,7 @@ impl Checkpoint {
                     found: saved.shape.clone(),
                 });
             }
-            sources.push((id, *saved));
+            sources.push((id, index));
         }
         if sources.len() != self.params.len() {
             let known: Vec<&str> = gpt.tape.params().map(|(_, name, _)| name).collect();
@@ -285,10 +336,7 @@ impl Checkpoint {
             let name = extra.map_or_else(|| "(a duplicate name)".to_string(), |p| p.name.clone());
             return Err(CheckpointError::UnexpectedParam { name });
         }
-        for (id, saved) in sources {
-            gpt.tape.value_mut(id).data.copy_from_slice(&saved.data);
-        }
-        Ok(())
+        Ok(sources)
     }
 }
 

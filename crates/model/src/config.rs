@@ -1,9 +1,8 @@
 //! `GptConfig`: the shape of a GPT (vocabulary, context, depth, width, heads, dropout,
 //! biases), its validation, and the sizes derived from it (parameter count, FLOPs, the
-//! activation memory of a training step).
+//! activation memory of a training step); their overflow-checked forms are in `budget.rs`.
 
 use serde::{Deserialize, Serialize};
-use tensor::Tape;
 
 use crate::init::param_specs;
 use crate::ModelError;
@@ -72,12 +71,7 @@ impl GptConfig {
     /// activation's gradient only until it is used, so a few of the widest at a time
     /// (about 16·n_embd values per token) and the logits'.
     pub fn activation_bytes(&self, batch_size: usize) -> f64 {
-        let tokens = (batch_size * self.block_size) as f64;
-        let per_token = self.n_layer as f64 * (20.0 * self.n_embd as f64 + 2.0 * self.n_head as f64)
-            + 3.0 * self.vocab_size as f64;
-        let probs = self.n_layer * Tape::attention_saved_probs(batch_size, self.block_size, self.n_head);
-        let gradient_buffers = 16.0 * self.n_embd as f64 + self.vocab_size as f64;
-        4.0 * (tokens * (per_token + gradient_buffers) + probs as f64)
+        self.checked_activation_bytes(batch_size).map_or(f64::INFINITY, |bytes| bytes as f64)
     }
 
     /// Channels per attention head.

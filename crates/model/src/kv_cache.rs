@@ -87,7 +87,7 @@ pub struct KvCache {
 /// What the rows being fed are: `new` positions of one text, or one step of every text
 /// of the batch (row s is text s's next position).
 #[derive(Copy, Clone, Debug)]
-enum Feed {
+pub(crate) enum Feed {
     Positions { text: usize },
     Step,
 }
@@ -162,6 +162,17 @@ impl KvCache {
     /// block_size.
     pub fn clear_text(&mut self, text: usize) {
         self.lens[text] = 0;
+    }
+
+    /// The rows being fed: q, k, v side by side (n, 3C) and the residual stream (n, C).
+    pub(crate) fn fed_rows(&self) -> (&[f32], &[f32]) {
+        (&self.rows.qkv, &self.rows.x)
+    }
+
+    /// Layer `layer`'s keys for the first `positions` positions, (positions, C).
+    pub(crate) fn keys(&self, layer: usize, positions: usize) -> &[f32] {
+        let c = self.zeros.len();
+        &self.k[layer * self.capacity * c..][..positions * c]
     }
 }
 
@@ -282,16 +293,24 @@ impl Gpt {
             // rayon's pool: entering the pool once per call, not once per product, saves a
             // cross-thread hand-off each time, and `on_pool` keeps the other workers awake
             // between products.
-            tensor::on_pool(|| self.forward_rows(cache, tokens, feed));
+            tensor::on_pool(|| self.forward_rows(cache, tokens, feed, &mut |_, _| {}));
         } else {
-            self.forward_rows(cache, tokens, feed);
+            self.forward_rows(cache, tokens, feed, &mut |_, _| {});
         }
     }
 
     /// Runs n tokens through every block as one (n, C) matrix, the recipe of
     /// [`Gpt::forward`] on new positions only: their keys and values go into the cache,
     /// the logits of each text's last new position into `cache.logits`.
-    fn forward_rows(&self, cache: &mut KvCache, tokens: &[u32], feed: Feed) {
+    /// `after_block(l, cache)` runs after block l, while the cache's rows hold that
+    /// block's q/k/v and output (what `inspect.rs` reads; sampling passes a no-op).
+    pub(crate) fn forward_rows(
+        &self,
+        cache: &mut KvCache,
+        tokens: &[u32],
+        feed: Feed,
+        after_block: &mut dyn FnMut(usize, &KvCache),
+    ) {
         let (n, c, v) = (tokens.len(), self.config.n_embd, self.config.vocab_size);
         let layers = &self.layers;
         cache.rows.resize(n, c);
@@ -304,6 +323,7 @@ impl Gpt {
         }
         for (l, block) in layers.h.iter().enumerate() {
             block.forward_cached(self, cache, l, feed); // (n, C)
+            after_block(l, cache);
         }
         let rows = &mut cache.rows;
         let head = self.weights(layers.wte); // tied to wte

@@ -5,14 +5,18 @@
 //!
 //! Files: `config.rs` (the config and sizes), `init.rs` (parameter names, shapes, layout
 //! and initialisation), `gpt.rs` (the model and its training forward), `kv_cache.rs`
-//! (incremental inference without the tape, with `tensor::kernels`),
-//! `checkpoint.rs` (the file format), `testing.rs` (helpers for tests, here and in the
+//! (incremental inference without the tape, with `tensor::kernels`), `inspect.rs`
+//! (attention weights and hidden states for a prompt, for pictures), `budget.rs` (the
+//! memory a model and a run need, overflow-checked), `checkpoint.rs` (the file format),
+//! `testing.rs` (helpers for tests, here and in the
 //! crates that use the model).
 
+pub mod budget;
 pub mod checkpoint;
 mod config;
 mod gpt;
 pub mod init;
+mod inspect;
 mod kv_cache;
 pub mod sampling;
 #[doc(hidden)]
@@ -20,6 +24,7 @@ pub mod testing;
 
 pub use config::GptConfig;
 pub use gpt::{ForwardOutput, Gpt};
+pub use inspect::Trace;
 pub use kv_cache::{Dtype, KvCache};
 
 /// A model configuration that cannot be built; the message names the field and the rule.
@@ -36,4 +41,11 @@ pub enum ModelError {
     /// A dropout probability outside [0, 1).
     #[error("model.dropout = {dropout} is outside [0, 1); use 0.0 for none, 0.1-0.2 for small data")]
     DropoutOutOfRange { dropout: f32 },
+    /// A size whose memory does not fit in 64 bits; `field` is the dotted name
+    /// (`model.n_embd`, `train.batch_size`).
+    #[error("{field} = {value} makes the memory it needs overflow 64 bits; use a smaller value")]
+    TooLarge { field: &'static str, value: u64 },
+    /// A memory limit (`QUILL_MAX_MEMORY`, `--max-memory`) that is not a number of GB.
+    #[error("QUILL_MAX_MEMORY={text} is not a memory size; give a number of GB > 0, e.g. 64 or 0.5")]
+    BadMemoryLimit { text: String },
 }

@@ -275,14 +275,45 @@ impl<'a> Decoder<'a> {
 }
 
 /// Generates up to `max_new_tokens` after `prompt` (which must not be empty), calling
-/// `on_token` with each new token as soon as it is chosen; returns the new tokens.
-/// Texts longer than block_size slide the window as [`Decoder`] describes.
+/// `on_token` with each new token as soon as it is chosen (it returns false to stop early,
+/// when the output is closed), and keeping none of them: memory
+/// stays that of the model and its KV cache however many tokens are asked for. Only the
+/// first `allowed` ids may be drawn (a tokenizer smaller than the model's vocabulary, as in
+/// a GPT-2 whose vocabulary was padded, gives the model ids with no text: they are never
+/// chosen). Texts longer than block_size slide the window as [`Decoder`] describes.
 ///
 /// The whole loop runs as one task on rayon's pool (`tensor::on_pool`), so the other
 /// workers stay awake (spinning) from token to token: waking them for each token, and
 /// again for each window rebuild, would cost about as much as a small model's step. So
 /// `on_token` runs on a pool thread too: it should be quick, and must not wait for other
 /// work on the same pool.
+pub fn stream(
+    gpt: &Gpt,
+    prompt: &[u32],
+    max_new_tokens: u64,
+    allowed: usize,
+    params: &SamplingParams,
+    rng: &mut Rng,
+    on_token: &mut (dyn FnMut(u32) -> bool + Send),
+) {
+    if max_new_tokens == 0 {
+        return;
+    }
+    let allowed = allowed.clamp(1, gpt.config.vocab_size);
+    tensor::on_pool(|| {
+        let mut decoder = Decoder::new(gpt, prompt);
+        for n in 1..=max_new_tokens {
+            let token = sample_next(&decoder.logits()[..allowed], params, rng);
+            if !on_token(token) || n == max_new_tokens {
+                break;
+            }
+            decoder.push(token);
+        }
+    })
+}
+
+/// [`stream`] over the whole vocabulary, also returning the new tokens (for a bounded
+/// `max_new_tokens`: the tokens are kept).
 pub fn generate(
     gpt: &Gpt,
     prompt: &[u32],
@@ -291,10 +322,14 @@ pub fn generate(
     rng: &mut Rng,
     on_token: &mut (dyn FnMut(u32) + Send),
 ) -> Vec<u32> {
-    let rngs = std::slice::from_mut(rng);
-    let mut texts =
-        generate_batch(gpt, prompt, max_new_tokens, params, rngs, &mut |_, token| on_token(token));
-    texts.pop().expect("one text per random stream")
+    let mut new_tokens = Vec::new();
+    let vocab_size = gpt.config.vocab_size;
+    stream(gpt, prompt, max_new_tokens as u64, vocab_size, params, rng, &mut |token| {
+        on_token(token);
+        new_tokens.push(token);
+        true
+    });
+    new_tokens
 }
 
 /// The random stream each of `n` samples starts from when they are generated one after

@@ -65,6 +65,8 @@ fn save_then_load_gives_the_same_checkpoint_and_logits() {
     assert_eq!(loaded, ckpt);
     let mut restored = loaded.to_model().expect("to_model");
     assert_eq!(logits(&mut restored), logits(&mut gpt), "identical logits");
+    let mut moved = loaded.clone().into_model().expect("into_model");
+    assert_eq!(logits(&mut moved), logits(&mut gpt), "moving the weights gives the same model");
 
     let mut other = Gpt::new(tiny(), 4);
     assert_ne!(logits(&mut other), logits(&mut gpt));
@@ -264,4 +266,36 @@ fn params_with_inconsistent_sizes_are_corrupted() {
     println!("{err}");
     assert!(matches!(err, CheckpointError::Corrupted { .. }), "{err}");
     assert!(err.to_string().contains(&ckpt.params[2].name), "{err}");
+}
+
+#[test]
+fn a_config_claiming_a_huge_model_is_refused_before_the_model_is_allocated() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("huge.ckpt");
+    let huge = 1usize << 40;
+    type Patch = fn(&mut GptConfig, usize);
+    let patches: [(&str, Patch); 3] = [
+        ("n_layer", |c, n| c.n_layer = n),
+        ("vocab_size", |c, n| c.vocab_size = n),
+        ("block_size", |c, n| c.block_size = n),
+    ];
+    for (field, patch) in patches {
+        let mut ckpt = checkpoint_of(&Gpt::new(tiny(), 3));
+        patch(&mut ckpt.model, huge);
+        // The writer computes a valid checksum for the patched config.
+        ckpt.save(&path).expect("save");
+        let err = Checkpoint::load(&path).unwrap_err();
+        assert!(matches!(err, CheckpointError::Corrupted { .. }), "{field}: {err:?}");
+        assert!(err.to_string().contains("parameters, but it holds"), "{field}: {err}");
+        // A checkpoint built in memory (as convert does) is refused by to_model too.
+        let err = ckpt.to_model().err().expect("refused");
+        assert!(matches!(err, CheckpointError::ModelSize(_)), "{field}: {err:?}");
+    }
+    // A width of 2^40 with one head: the parameter count itself overflows.
+    let mut ckpt = checkpoint_of(&Gpt::new(tiny(), 3));
+    ckpt.model.n_embd = huge;
+    ckpt.model.n_head = 1;
+    ckpt.save(&path).expect("save");
+    let err = Checkpoint::load(&path).unwrap_err().to_string();
+    assert!(err.contains("model.n_embd = 1099511627776"), "{err}");
 }

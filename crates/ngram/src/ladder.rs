@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use model::budget::{format_bytes, MemoryLimit};
 use model::checkpoint::Checkpoint;
 
 use crate::corpus::{Corpus, Split};
@@ -53,6 +54,14 @@ pub fn checkpoint_score(path: &Path, corpus: &Corpus) -> Result<LadderRow, Ngram
             corpus.origin()
         )));
     }
+    if tokenizer.vocab_size() > ckpt.model.vocab_size {
+        return Err(NgramError::Message(format!(
+            "{}: its tokenizer has {} tokens but the model only {}; the checkpoint was not written by train, train it again",
+            path.display(),
+            tokenizer.vocab_size(),
+            ckpt.model.vocab_size
+        )));
+    }
     let val = corpus.token_file(Split::Val)?;
     let block_size = ckpt.model.block_size;
     if val.len() <= block_size {
@@ -65,8 +74,24 @@ pub fn checkpoint_score(path: &Path, corpus: &Corpus) -> Result<LadderRow, Ngram
         )));
     }
     let run_config = train::Config::parse(&ckpt.run_config, &path.display().to_string(), &[])?;
-    let mut gpt = ckpt.to_model()?;
-    let split = train::eval::split_loss(&mut gpt, &val, run_config.train.batch_size, block_size);
+    let batch_size = run_config.train.batch_size;
+    let memory = ckpt
+        .model
+        .training_memory(batch_size, 0)
+        .map_err(|e| NgramError::Message(format!("{}: {e}", path.display())))?;
+    let needed = memory.weights.saturating_add(memory.activations);
+    if let Some(limit) = MemoryLimit::current().map_err(|e| NgramError::Message(e.to_string()))? {
+        if needed > limit.bytes {
+            return Err(NgramError::Message(format!(
+                "{}: scoring with its train.batch_size = {batch_size} needs {}; {} (raise the limit with QUILL_MAX_MEMORY=GB)",
+                path.display(),
+                format_bytes(needed),
+                limit.describe()
+            )));
+        }
+    }
+    let mut gpt = ckpt.into_model()?;
+    let split = train::eval::split_loss(&mut gpt, &val, batch_size, block_size);
     let bytes_per_token = train::corpus::bytes_per_token(tokenizer, &val);
     Ok(LadderRow {
         model: path.display().to_string(),

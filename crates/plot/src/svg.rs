@@ -11,11 +11,12 @@ use crate::ticks::{decimals_for, format_count, format_fixed, format_short, log_t
 use crate::PlotError;
 
 /// One colour per run (Tableau 10), in order.
-const PALETTE: [&str; 10] = [
+pub const PALETTE: [&str; 10] = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
     "#17becf",
 ];
-const FONT: &str = "system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif";
+/// The font-family list of every picture.
+pub const FONT: &str = "system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif";
 /// Space around the plot area for the title, tick labels and axis titles, in pixels.
 const MARGIN_LEFT: f64 = 74.0;
 const MARGIN_RIGHT: f64 = 28.0;
@@ -498,7 +499,7 @@ fn draw_legend(svg: &mut String, runs: &[Run], curves: &[Curve], frame: &Frame) 
 }
 
 /// Text made safe for XML content and attribute values.
-fn escape(text: &str) -> String {
+pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -209,35 +209,91 @@ fn put_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
 pub fn read_records(path: &Path) -> Result<Vec<Vec<u8>>, PlotError> {
     let bytes =
         std::fs::read(path).map_err(|source| PlotError::Io { path: path.to_owned(), error: source })?;
-    let corrupt = |offset: usize, what: &str| {
-        PlotError::Message(format!(
+    let (records, damage) = intact_records(&bytes);
+    if let Some((offset, what)) = damage {
+        return Err(PlotError::Message(format!(
             "{}: byte {offset}: {what}; the event file is damaged, delete it (metrics.jsonl still \
              has every value)",
             path.display()
-        ))
-    };
+        )));
+    }
+    Ok(records.into_iter().map(<[u8]>::to_vec).collect())
+}
+
+/// The records of `bytes` up to the first damaged one (whose offset and fault come second)
+/// or the end; a record cut short at the end is left out.
+fn intact_records(bytes: &[u8]) -> (Vec<&[u8]>, Option<(usize, &'static str)>) {
     let mut records = Vec::new();
     let mut offset = 0;
     while offset + 12 <= bytes.len() {
         let length_bytes = &bytes[offset..offset + 8];
         let length_crc = u32::from_le_bytes(bytes[offset + 8..offset + 12].try_into().expect("4 bytes"));
         if length_crc != masked_crc32c(length_bytes) {
-            return Err(corrupt(offset, "length checksum mismatch"));
+            return (records, Some((offset, "length checksum mismatch")));
         }
-        let length = u64::from_le_bytes(length_bytes.try_into().expect("8 bytes")) as usize;
+        let length = u64::from_le_bytes(length_bytes.try_into().expect("8 bytes"));
         let data_start = offset + 12;
-        let Some(data_end) = data_start.checked_add(length).filter(|end| end + 4 <= bytes.len()) else {
+        let Some(data_end) = usize::try_from(length)
+            .ok()
+            .and_then(|length| data_start.checked_add(length))
+            .filter(|end| end.checked_add(4).is_some_and(|e| e <= bytes.len()))
+        else {
             break;
         };
         let data = &bytes[data_start..data_end];
         let data_crc = u32::from_le_bytes(bytes[data_end..data_end + 4].try_into().expect("4 bytes"));
         if data_crc != masked_crc32c(data) {
-            return Err(corrupt(offset, "data checksum mismatch"));
+            return (records, Some((offset, "data checksum mismatch")));
         }
-        records.push(data.to_vec());
+        records.push(data);
         offset = data_end + 4;
     }
-    Ok(records)
+    (records, None)
+}
+
+/// Event files of a run that is resumed from its checkpoint at `step`: every event after
+/// `step` (logged before a kill, and about to be computed again) is dropped from the
+/// folder's event files, each rewritten atomically, so TensorBoard shows each step once.
+/// Damaged or cut-short records are dropped with them. Returns the files rewritten.
+pub fn truncate_events(dir: &Path, step: u64) -> Result<Vec<PathBuf>, PlotError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| PlotError::Io { path, error: source }
+    };
+    let mut rewritten = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(rewritten),
+        Err(e) => return Err(io(dir)(e)),
+    };
+    for entry in entries {
+        let path = entry.map_err(io(dir))?.path();
+        let is_events = path.file_name().and_then(|n| n.to_str()).is_some_and(is_event_file_name);
+        if !is_events || !path.is_file() {
+            continue;
+        }
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        let (records, _) = intact_records(&bytes);
+        let kept: Vec<&[u8]> = records
+            .iter()
+            .copied()
+            .filter(|record| decode_event(record).is_ok_and(|e| e.file_version.is_some() || e.step <= step))
+            .collect();
+        let mut framed = Vec::with_capacity(bytes.len());
+        for record in &kept {
+            framed.extend_from_slice(&frame_record(record));
+        }
+        if framed != bytes {
+            fsio::write_atomic(&path, &framed).map_err(io(&path))?;
+            rewritten.push(path);
+        }
+    }
+    Ok(rewritten)
+}
+
+/// `events.out.tfevents.*`, and not a temporary file of a rewrite.
+fn is_event_file_name(name: &str) -> bool {
+    name.starts_with("events.out.tfevents.") && !name.contains(".tmp-")
 }
 
 /// An `Event` decoded back: what this module writes, nothing more.

@@ -80,3 +80,25 @@ fn two_writers_in_one_folder_get_two_files() {
     assert_ne!(first.path(), second.path());
     assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 2);
 }
+
+#[test]
+fn truncating_drops_the_steps_after_a_checkpoint_and_a_torn_record() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut writer = EventWriter::create(dir.path()).expect("create");
+    for step in 1..=6 {
+        writer.add_scalar("loss", step, step as f64).expect("write");
+    }
+    drop(writer);
+    let path = std::fs::read_dir(dir.path()).expect("list").next().expect("one file").expect("entry").path();
+    // A kill in the middle of a record.
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes.extend_from_slice(&[7; 20]);
+    std::fs::write(&path, &bytes).expect("write");
+
+    let rewritten = plot::tensorboard::truncate_events(dir.path(), 4).expect("truncate");
+    assert_eq!(rewritten, vec![path.clone()]);
+    let events = read_events(&path).expect("readable");
+    assert_eq!(events[0].file_version.as_deref(), Some("brain.Event:2"));
+    assert_eq!(events[1..].iter().map(|e| e.step).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    assert!(plot::tensorboard::truncate_events(dir.path(), 4).expect("again").is_empty());
+}

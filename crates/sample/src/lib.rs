@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use data::{DataError, Tokenizer};
+use model::budget::{format_bytes, MemoryLimit};
 use model::checkpoint::{Checkpoint, CheckpointError};
 use model::sampling::{log_prob, Decoder};
 use model::Gpt;
@@ -75,7 +76,11 @@ pub fn load(path: &Path) -> Result<Loaded, SampleError> {
     from_checkpoint(path, ckpt)
 }
 
-/// The model and tokenizer of `ckpt`, read from `path`.
+/// The model and tokenizer of `ckpt`, read from `path`. A tokenizer larger than the model's
+/// vocabulary is refused; a smaller one (a model whose vocabulary was padded, as some GPT-2
+/// exports are) is accepted, and the ids past it, which have no text, are never sampled.
+/// The model and its KV cache must fit in memory ([`MemoryLimit`]), checked before either
+/// is allocated.
 fn from_checkpoint(path: PathBuf, ckpt: Checkpoint) -> Result<Loaded, SampleError> {
     let tokenizer = data::tokenizer_from_bytes(&ckpt.tokenizer).map_err(|e| {
         SampleError::Message(format!("{}: the embedded tokenizer cannot be read: {e}", path.display()))
@@ -89,8 +94,25 @@ fn from_checkpoint(path: PathBuf, ckpt: Checkpoint) -> Result<Loaded, SampleErro
             ckpt.model.vocab_size
         )));
     }
-    let gpt = ckpt.to_model().map_err(|e| SampleError::Message(format!("{}: {e}", path.display())))?;
-    Ok(Loaded { path, step: ckpt.step, gpt, tokenizer })
+    let in_path = |e: &dyn std::fmt::Display| SampleError::Message(format!("{}: {e}", path.display()));
+    let needed = ckpt.model.checked_inference_bytes().map_err(|e| in_path(&e))?;
+    if let Some(limit) = MemoryLimit::current().map_err(|e| in_path(&e))? {
+        if needed > limit.bytes {
+            let c = &ckpt.model;
+            return Err(SampleError::Message(format!(
+                "{}: sampling needs {} for the weights and a KV cache of block_size {} × n_layer {} × n_embd {}; {} (raise the limit with QUILL_MAX_MEMORY=GB)",
+                path.display(),
+                format_bytes(needed),
+                c.block_size,
+                c.n_layer,
+                c.n_embd,
+                limit.describe()
+            )));
+        }
+    }
+    let step = ckpt.step;
+    let gpt = ckpt.into_model().map_err(|e| in_path(&e))?;
+    Ok(Loaded { path, step, gpt, tokenizer })
 }
 
 /// The token an empty prompt starts from: a newline when the vocabulary encodes "\n" as

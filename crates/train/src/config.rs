@@ -31,6 +31,17 @@ pub struct ModelSection {
     pub dropout: f32,
     /// Biases in Linear layers and LayerNorms.
     pub bias: bool,
+    /// Weights to fine-tune from (nanoGPT's name): a Quill checkpoint file, a run folder
+    /// (its best.ckpt, else latest.ckpt) or a Hugging Face GPT-2 folder. The fields above
+    /// then come from the weights; the config may leave them out, lower block_size (the
+    /// position table is cropped) and change dropout, but not set another value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<PathBuf>,
+    /// The `[model]` fields the config file or `--set` gave, which must then agree with
+    /// the weights of `init_from`; recorded only when init_from is given (the others take
+    /// the weights' values).
+    #[serde(skip)]
+    pub given: Vec<String>,
 }
 
 /// `[data]`: where the tokens are, and how to make them when they are missing.
@@ -106,7 +117,16 @@ pub struct TrainSection {
 
 impl Default for ModelSection {
     fn default() -> Self {
-        ModelSection { n_layer: 4, n_head: 4, n_embd: 128, block_size: 64, dropout: 0.0, bias: false }
+        ModelSection {
+            n_layer: 4,
+            n_head: 4,
+            n_embd: 128,
+            block_size: 64,
+            dropout: 0.0,
+            bias: false,
+            init_from: None,
+            given: Vec::new(),
+        }
     }
 }
 
@@ -208,6 +228,9 @@ impl Config {
             config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
                 TrainError::Config(format!("--set {}: {}", overrides.join(" --set "), e.message().trim()))
             })?;
+        }
+        if config.model.init_from.is_some() {
+            config.model.given = given_model_fields(text, overrides);
         }
         if config.train.name.is_empty() {
             config.train.name = Path::new(origin)
@@ -331,6 +354,32 @@ impl Config {
         if t.max_iters == 0 {
             return err("train.max_iters", "must be at least 1 (optimizer steps to run), found 0".into());
         }
+        // The run's token count (what the plan line and tokens_seen count) fits in 64 bits.
+        // An overflow names the largest factor so far, the likeliest mistake.
+        let mut tokens = 1u64;
+        let mut largest = ("train.batch_size", 0u64);
+        for (field, value) in [
+            ("train.batch_size", t.batch_size as u64),
+            ("model.block_size", m.block_size as u64),
+            ("train.gradient_accumulation_steps", t.gradient_accumulation_steps as u64),
+            ("train.max_iters", t.max_iters),
+        ] {
+            if value > largest.1 {
+                largest = (field, value);
+            }
+            match tokens.checked_mul(value) {
+                Some(n) => tokens = n,
+                None => {
+                    let (field, value) = largest;
+                    return err(
+                        field,
+                        format!(
+                            "{value} makes the run's tokens (batch_size × block_size × gradient_accumulation_steps × max_iters) overflow 64 bits; use a smaller value"
+                        ),
+                    );
+                }
+            }
+        }
         if t.threads > MAX_THREADS {
             return err(
                 "train.threads",
@@ -339,6 +388,12 @@ impl Config {
         }
         if self.data.input.iter().any(|p| p.as_os_str().is_empty()) {
             return err("data.input", "holds an empty path; list text files, or [] for none".into());
+        }
+        if m.init_from.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            return err(
+                "model.init_from",
+                "is empty; name a checkpoint, a run folder or a Hugging Face folder, or leave it out".into(),
+            );
         }
         for (field, path) in [("data.dataset", &self.data.dataset), ("train.out_dir", &t.out_dir)] {
             if path.as_os_str().is_empty() {
@@ -365,14 +420,29 @@ fn apply_override(table: &mut toml::Table, item: &str) -> Result<(), TrainError>
         let expected = one_of(["model", "data", "optim", "train"]);
         return Err(TrainError::UnknownSection { at, section: section.into(), expected });
     };
-    // tokenizer and vocab_size are the optional fields: absent from the table when unset.
-    let optional = section == "data" && (field == "tokenizer" || field == "vocab_size");
+    // The optional fields are absent from the table when unset.
+    let optional = matches!((section, field), ("data", "tokenizer" | "vocab_size") | ("model", "init_from"));
     if !section_table.contains_key(field) && !optional {
         let expected = one_of(section_table.keys());
         return Err(TrainError::UnknownField { at, section: section.into(), field: field.into(), expected });
     }
     section_table.insert(field.to_string(), value);
     Ok(())
+}
+
+/// The `[model]` keys that `text` (already parsed once) or an override sets.
+fn given_model_fields(text: &str, overrides: &[String]) -> Vec<String> {
+    let table: toml::Table = toml::from_str(text).unwrap_or_default();
+    let in_file =
+        table.get("model").and_then(toml::Value::as_table).into_iter().flat_map(|t| t.keys().cloned());
+    let in_overrides = overrides.iter().filter_map(|item| {
+        let key = item.split_once('=')?.0.trim();
+        key.strip_prefix("model.").map(str::to_string)
+    });
+    let mut given: Vec<String> = in_file.chain(in_overrides).collect();
+    given.sort();
+    given.dedup();
+    given
 }
 
 /// Names as toml's errors list them: one of `a`, `b`, `c`.

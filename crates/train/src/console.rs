@@ -7,6 +7,7 @@ use std::io::IsTerminal;
 use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use model::budget::{format_bytes, TrainingMemory};
 use model::GptConfig;
 
 /// One optimizer step, as shown to the user.
@@ -114,17 +115,6 @@ pub fn tokens_per_second(x: f64) -> String {
     }
 }
 
-/// `1.2 GB`, `340 MB`, `12 kB`.
-pub fn bytes(x: f64) -> String {
-    if x >= 1e9 {
-        format!("{:.1} GB", x / 1e9)
-    } else if x >= 1e6 {
-        format!("{:.0} MB", x / 1e6)
-    } else {
-        format!("{:.0} kB", x / 1e3)
-    }
-}
-
 /// `1.2 PFLOPs`, `3.4 TFLOPs`, `560 GFLOPs`.
 pub fn flops(x: f64) -> String {
     if x >= 1e15 {
@@ -148,21 +138,22 @@ pub fn duration(seconds: f64) -> String {
     }
 }
 
-/// The lines printed before training: model size, FLOPs, the plan, memory.
+/// The lines printed before training: model size, FLOPs, the plan, memory (as
+/// [`GptConfig::training_memory`] computed it, before anything was allocated).
 pub fn preflight(
     c: &GptConfig,
-    batch_size: usize,
+    memory: &TrainingMemory,
     tokens_per_step: u64,
     max_iters: u64,
     run_dir: &Path,
 ) -> String {
-    let n_params = c.num_params();
-    let total_tokens = max_iters * tokens_per_step;
+    let total_tokens = max_iters.saturating_mul(tokens_per_step);
     format!(
-        "model: {n_params} parameters ({} layers, {} heads, {} wide, context {}, vocabulary {}); \
+        "model: {} parameters ({} layers, {} heads, {} wide, context {}, vocabulary {}); \
          {:.2} MFLOPs per token\n\
          plan: {max_iters} steps x {tokens_per_step} tokens = {:.1}M tokens, {}; memory about {} \
          (weights, grads, AdamW {}, activations {}); run folder {}",
+        memory.params,
         c.n_layer,
         c.n_head,
         c.n_embd,
@@ -171,14 +162,9 @@ pub fn preflight(
         c.flops_per_token() / 1e6,
         total_tokens as f64 / 1e6,
         flops(c.flops_per_token() * total_tokens as f64),
-        bytes(memory_estimate(c, batch_size)),
-        bytes(16.0 * n_params as f64),
-        bytes(c.activation_bytes(batch_size)),
+        format_bytes(memory.total()),
+        format_bytes(memory.weights + memory.gradients + memory.optimizer),
+        format_bytes(memory.activations),
         run_dir.display()
     )
-}
-
-/// Weights, gradients, two AdamW moments (4 bytes each) and activations.
-fn memory_estimate(c: &GptConfig, batch_size: usize) -> f64 {
-    16.0 * c.num_params() as f64 + c.activation_bytes(batch_size)
 }

@@ -25,6 +25,14 @@ pub struct Corpus {
 /// another would be a mistake).
 pub fn open_corpus(config: &Config, origin: &str, progress: bool) -> Result<Corpus, TrainError> {
     let d = &config.data;
+    if let Some((output, input)) = fsio::output_among_inputs(&Dataset::files(&d.dataset), &d.input) {
+        return Err(TrainError::Config(format!(
+            "{origin}: data.input: {} is {}, a file of the prepared dataset itself; point data.input at the text \
+             (outside data.dataset's files) and data.dataset at the folder to prepare",
+            input.display(),
+            output.display()
+        )));
+    }
     match Dataset::state(&d.dataset) {
         DatasetState::Prepared => {}
         DatasetState::Partial { missing } => {

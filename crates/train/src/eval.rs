@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use data::{read_windows, BatchSampler, TokenFile, Tokenizer};
+use model::budget::format_bytes;
 use model::checkpoint::Checkpoint;
 use model::sampling::{generate, SamplingParams};
 use model::Gpt;
@@ -15,7 +16,7 @@ use crate::config::Config;
 use crate::console::{Console, Verbosity};
 use crate::corpus::{bits_per_byte, bytes_per_token};
 use crate::seeds::{stream_seed, Stream};
-use crate::start::{check_checkpoint, open_run, run_folder_config};
+use crate::start::{check_checkpoint, check_fits, check_recorded_dataset, open_run, run_folder_config};
 use crate::TrainError;
 
 /// Prints an evaluation (losses, bits per byte, perplexity, the loss chart) and redraws
@@ -158,7 +159,22 @@ pub fn evaluate_run(
     let path = run_folder_config(run_dir, "--evaluate")?;
     let origin = path.display().to_string();
     let config = Config::load(&path, &[])?;
+    check_recorded_dataset(&config, &path)?;
     let (corpus, gpt_config) = open_run(&config, &origin, verbose)?;
+    let memory = gpt_config
+        .training_memory(config.train.batch_size, 0)
+        .map_err(|e| TrainError::Config(format!("{origin}: {e}")))?;
+    // Evaluation keeps no gradients or AdamW moments: the weights, a batch, its activations.
+    let needed = memory.weights.saturating_add(memory.activations).saturating_add(memory.batches);
+    check_fits(
+        needed,
+        &format!(
+            "{origin}: evaluating train.batch_size = {} sequences of model.block_size = {} tokens needs {}",
+            config.train.batch_size,
+            config.model.block_size,
+            format_bytes(needed)
+        ),
+    )?;
     let default_ckpt =
         || ["best.ckpt", "latest.ckpt"].map(|f| run_dir.join(f)).into_iter().find(|p| p.exists());
     let Some(ckpt_path) = chosen_ckpt.or_else(default_ckpt) else {
@@ -166,10 +182,11 @@ pub fn evaluate_run(
     };
     let ckpt = Checkpoint::load(&ckpt_path)?;
     check_checkpoint(&ckpt, &ckpt_path, &gpt_config, &config, corpus.tokenizer.as_ref())?;
-    let mut gpt = ckpt.to_model()?;
+    let step = ckpt.step;
+    let mut gpt = ckpt.into_model()?;
     let (b, t) = (config.train.batch_size, config.model.block_size);
     if verbose {
-        println!("{} (step {}), every {t}-token window:", ckpt_path.display(), ckpt.step);
+        println!("{} (step {step}), every {t}-token window:", ckpt_path.display());
     }
     let mut reports = Vec::new();
     let chosen =

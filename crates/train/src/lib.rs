@@ -13,6 +13,7 @@ pub mod config;
 pub mod console;
 pub mod corpus;
 pub mod eval;
+pub mod init_from;
 pub mod optim;
 pub mod rundir;
 pub mod schedule;
@@ -64,6 +65,16 @@ pub enum TrainError {
     /// `--resume` of a run that saved no latest.ckpt (`path`) yet.
     #[error("{path}: not found; the run saved no checkpoint yet, so there is nothing to resume")]
     NothingToResume { path: PathBuf },
+    /// A run folder's `config` whose data.dataset no longer holds a prepared dataset;
+    /// `relative_to` is the current folder when that path is relative.
+    #[error(
+        "{config}: data.dataset: {dataset} does not hold the prepared dataset this run trained on{}; set data.dataset in {config} to where the dataset is now",
+        moved_hint(.relative_to)
+    )]
+    DatasetMoved { config: PathBuf, dataset: PathBuf, relative_to: Option<PathBuf> },
+    /// A checkpoint name that is a symbolic link to `target`, which does not exist.
+    #[error("{path}: a link to {target}, which does not exist; point it at a checkpoint or remove it")]
+    BrokenLink { path: PathBuf, target: PathBuf },
     /// `--resume` of a run already at its `train.max_iters`.
     #[error(
         "{run_dir} is already at step {step} of train.max_iters = {max_iters}; to train on, extend it: --resume {run_dir} --set train.max_iters=N with N > {step}"
@@ -90,6 +101,11 @@ pub enum TrainError {
     /// model, or an unreadable trainer state.
     #[error("{path}: {detail}")]
     NotResumable { path: PathBuf, detail: String },
+    /// A run (or an evaluation) that needs more memory than the limit: the machine's
+    /// available memory, or what `--max-memory` / `QUILL_MAX_MEMORY` allows. `detail`
+    /// names the fields and the figures.
+    #[error("{detail} (use smaller values, or raise the limit with --max-memory GB)")]
+    OutOfMemory { detail: String },
     /// A parameter without a gradient at the first step.
     #[error("step 0: {detail}; a layer is probably not connected to the loss")]
     Disconnected { detail: String },
@@ -100,14 +116,60 @@ pub enum TrainError {
         culprit(.parameter)
     )]
     NonFinite { step: u64, loss: f64, grad_norm: f64, parameter: Option<String>, run_dir: PathBuf },
+    /// `model.init_from` names nothing that exists, or a run folder with no checkpoint.
+    #[error("{origin}: model.init_from: {path} {problem}")]
+    InitFromMissing { origin: String, path: PathBuf, problem: String },
+    /// A `[model]` field the config sets to another value than the weights of `init_from`
+    /// have (`block_size` may only be lowered).
+    #[error(
+        "{origin}: model.{field} = {config}, but the weights of {path} have {field} = {weights}; {}",
+        mismatch_fix(field)
+    )]
+    InitFromMismatch { origin: String, path: PathBuf, field: &'static str, config: String, weights: String },
+    /// A dataset prepared with another tokenizer than the weights of `init_from` were
+    /// trained with; `dataset_tokenizer` and `weights_tokenizer` describe both.
+    #[error(
+        "{origin}: data.dataset {dataset} uses the {dataset_tokenizer} tokenizer, but the weights of {path} use the \
+         {weights_tokenizer} tokenizer; prepare the text with the weights' tokenizer into another data.dataset folder \
+         (data.tokenizer = \"gpt2\" for GPT-2)"
+    )]
+    InitFromTokenizer {
+        origin: String,
+        path: PathBuf,
+        dataset: PathBuf,
+        dataset_tokenizer: String,
+        weights_tokenizer: String,
+    },
     #[error("{path}: {error}")]
     Io { path: PathBuf, error: std::io::Error },
+    #[error(transparent)]
+    Convert(#[from] convert::ConvertError),
     #[error(transparent)]
     Data(#[from] data::DataError),
     #[error(transparent)]
     Checkpoint(#[from] model::checkpoint::CheckpointError),
     #[error(transparent)]
     Plot(#[from] plot::PlotError),
+}
+
+/// The part of [`TrainError::DatasetMoved`]'s sentence that says why.
+fn moved_hint(relative_to: &Option<PathBuf>) -> String {
+    match relative_to {
+        Some(dir) => format!(
+            " (a relative path, read from the current folder {}: run train from the folder the run started in, or make the path absolute)",
+            dir.display()
+        ),
+        None => " (it has moved or was deleted)".to_string(),
+    }
+}
+
+/// How to fix a [`TrainError::InitFromMismatch`] of `field`.
+fn mismatch_fix(field: &str) -> &'static str {
+    if field == "block_size" {
+        "block_size may only be lowered (the position table is cropped); leave it out to take the weights' value"
+    } else {
+        "leave it out of [model] to take the weights' value"
+    }
 }
 
 /// The part of [`TrainError::NonFinite`]'s sentence that names the parameter.

@@ -6,7 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use data::{BatchSampler, SamplerState, Tokenizer};
+use data::{BatchSampler, Dataset, DatasetState, SamplerState, Tokenizer};
+use model::budget::{format_bytes, MemoryLimit, TrainingMemory};
 use model::checkpoint::{Checkpoint, CheckpointError};
 use model::{Gpt, GptConfig};
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,7 @@ use tensor::Rng;
 
 use crate::config::{Config, OptimSection};
 use crate::corpus::{open_corpus, Corpus};
+use crate::init_from::InitWeights;
 use crate::optim::{AdamW, AdamWConfig};
 use crate::rundir::{fresh_run_dir, write_atomic};
 use crate::seeds::{stream_seed, Stream};
@@ -54,6 +56,8 @@ pub(crate) struct Started {
     /// Optimizer steps already done: 0, or the checkpoint's step.
     pub step: u64,
     pub run_dir: PathBuf,
+    /// What the run needs in memory, checked against the limit before the model was built.
+    pub memory: TrainingMemory,
 }
 
 /// Checks the config (and, resuming, the checkpoint), opens the data, builds the model,
@@ -66,17 +70,34 @@ pub(crate) fn start(start: &Start, verbose: bool) -> Result<Started, TrainError>
             println!("{text}");
         }
     };
-    let (config, origin, resume) = match start {
-        Start::Fresh { config, origin } => ((**config).clone(), origin.clone(), None),
+    let (mut config, origin, resume) = match start {
+        Start::Fresh { config, origin } => (with_absolute_data_paths(config), origin.clone(), None),
         Start::Resume { run_dir, overrides } => {
             let (config, origin, ckpt) = read_resume(run_dir, overrides)?;
             (config, origin, Some((run_dir, overrides, ckpt)))
         }
     };
+    // Fine-tuning: the weights decide the model's shape (a resumed run has its own).
+    let init = match (&config.model.init_from, &resume) {
+        (Some(path), None) => {
+            let weights = InitWeights::load(path, &origin)?;
+            weights.resolve(&mut config, &origin)?;
+            Some(weights)
+        }
+        _ => None,
+    };
     let (corpus, gpt_config) = open_run(&config, &origin, verbose)?;
     check_sample_prompt(&config, &corpus, &origin)?;
+    let memory = check_training_memory(&config, &gpt_config, &origin)?;
 
-    let (mut gpt, mut sampler) = fresh_start(&config, &corpus)?;
+    let (mut gpt, mut sampler) = match init {
+        Some(weights) => {
+            weights.check_tokenizer(&config, corpus.tokenizer.as_ref(), &origin)?;
+            say(&format!("fine-tuning from {}", weights.path.display()));
+            (weights.into_model(&gpt_config)?, batch_sampler(&config, &corpus)?)
+        }
+        None => fresh_start(&config, &corpus)?,
+    };
     let mut opt = AdamW::new(&gpt.tape, adamw_config(&config.optim));
     let mut state = TrainState {
         dropout_rng: Rng::seeded(stream_seed(config.train.seed, Stream::Dropout)),
@@ -121,7 +142,7 @@ pub(crate) fn start(start: &Start, verbose: bool) -> Result<Started, TrainError>
             dir
         }
     };
-    Ok(Started { config, corpus, gpt, opt, sampler, state, step, run_dir })
+    Ok(Started { config, corpus, gpt, opt, sampler, state, step, run_dir, memory })
 }
 
 /// A resumed run's config (with `overrides`, which may only extend max_iters), the name
@@ -134,9 +155,19 @@ fn read_resume(run_dir: &Path, overrides: &[String]) -> Result<(Config, String, 
     }
     let path = run_folder_config(run_dir, "--resume")?;
     let config = Config::load(&path, overrides)?;
+    check_recorded_dataset(&config, &path)?;
     let ckpt_path = run_dir.join("latest.ckpt");
-    if !ckpt_path.exists() {
-        return Err(TrainError::NothingToResume { path: ckpt_path });
+    // Only a name that is not there at all means no checkpoint yet: a link that leads
+    // nowhere, or in a loop, is reported as what it is.
+    match std::fs::metadata(&ckpt_path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(match std::fs::read_link(&ckpt_path) {
+                Ok(target) => TrainError::BrokenLink { path: ckpt_path, target },
+                Err(_) => TrainError::NothingToResume { path: ckpt_path },
+            });
+        }
+        Err(error) => return Err(TrainError::Io { path: ckpt_path, error }),
     }
     let ckpt = Checkpoint::load(&ckpt_path).map_err(|e| {
         // Resume reads latest.ckpt only; say so when the run's other checkpoint is sound.
@@ -149,6 +180,29 @@ fn read_resume(run_dir: &Path, overrides: &[String]) -> Result<(Config, String, 
         }
     })?;
     Ok((config, path.display().to_string(), ckpt))
+}
+
+/// `config` with data.dataset and data.input made absolute (against the current folder),
+/// as the run folder's config.toml records them: `--resume` and `--evaluate` then work from
+/// any folder.
+fn with_absolute_data_paths(config: &Config) -> Config {
+    let mut config = config.clone();
+    let absolute = |path: &Path| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    config.data.dataset = absolute(&config.data.dataset);
+    config.data.input = config.data.input.iter().map(|p| absolute(p)).collect();
+    config
+}
+
+/// A run folder's config (`config_path`) must still point at the prepared dataset the run
+/// trained on: a dataset that has moved is named, not prepared anew.
+pub(crate) fn check_recorded_dataset(config: &Config, config_path: &Path) -> Result<(), TrainError> {
+    let dataset = &config.data.dataset;
+    if Dataset::state(dataset) == DatasetState::Prepared {
+        return Ok(());
+    }
+    // Run folders written before paths were recorded absolute hold them as given.
+    let relative_to = dataset.is_relative().then(|| std::env::current_dir().unwrap_or_default());
+    Err(TrainError::DatasetMoved { config: config_path.to_path_buf(), dataset: dataset.clone(), relative_to })
 }
 
 /// Puts a checked checkpoint's weights, AdamW moments and sampler position into a fresh
@@ -186,6 +240,49 @@ fn check_sample_prompt(config: &Config, corpus: &Corpus, origin: &str) -> Result
     Ok(())
 }
 
+/// What a training run of `config` needs in memory, refused (before anything is
+/// allocated) when a size overflows or the total is past the memory limit, naming the
+/// fields that drive the largest part.
+fn check_training_memory(
+    config: &Config,
+    gpt_config: &GptConfig,
+    origin: &str,
+) -> Result<TrainingMemory, TrainError> {
+    let t = &config.train;
+    let memory = gpt_config
+        .training_memory(t.batch_size, t.sample_tokens)
+        .map_err(|e| TrainError::Config(format!("{origin}: {e}")))?;
+    let (part, bytes) = memory.largest();
+    let c = gpt_config;
+    let fields = match part {
+        "activations" | "batch buffers" => format!(
+            "train.batch_size = {} sequences of model.block_size = {} tokens, model.n_layer = {}, model.n_embd = {}",
+            t.batch_size, c.block_size, c.n_layer, c.n_embd
+        ),
+        "sampling buffers" => format!(
+            "a KV cache of model.block_size = {} positions × model.n_layer = {} × model.n_embd = {} for train.sample_tokens",
+            c.block_size, c.n_layer, c.n_embd
+        ),
+        _ => format!(
+            "{} parameters from model.n_layer = {}, model.n_embd = {}, model.block_size = {}, vocabulary {}",
+            memory.params, c.n_layer, c.n_embd, c.block_size, c.vocab_size
+        ),
+    };
+    check_fits(memory.total(), &format!("{origin}: {fields} need {} of {part}", format_bytes(bytes)))?;
+    Ok(memory)
+}
+
+/// Refuses `needed` bytes past the memory limit; `what` begins the sentence.
+pub(crate) fn check_fits(needed: u64, what: &str) -> Result<(), TrainError> {
+    let limit = MemoryLimit::current().map_err(|e| TrainError::Config(e.to_string()))?;
+    match limit {
+        Some(limit) if needed > limit.bytes => Err(TrainError::OutOfMemory {
+            detail: format!("{what}, {} in all; {}", format_bytes(needed), limit.describe()),
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn adamw_config(o: &OptimSection) -> AdamWConfig {
     AdamWConfig {
         beta1: o.beta1 as f32,
@@ -202,9 +299,14 @@ fn adamw_config(o: &OptimSection) -> AdamWConfig {
 pub fn fresh_start(config: &Config, corpus: &Corpus) -> Result<(Gpt, BatchSampler), TrainError> {
     let t = &config.train;
     let gpt = Gpt::new(model_config(config, corpus.tokenizer.vocab_size()), t.seed);
+    Ok((gpt, batch_sampler(config, corpus)?))
+}
+
+/// The sampler of a run's training batches, at its start.
+fn batch_sampler(config: &Config, corpus: &Corpus) -> Result<BatchSampler, TrainError> {
+    let t = &config.train;
     let seed = stream_seed(t.seed, Stream::TrainBatches);
-    let sampler = BatchSampler::new(&corpus.train, t.batch_size, config.model.block_size, seed)?;
-    Ok((gpt, sampler))
+    Ok(BatchSampler::new(&corpus.train, t.batch_size, config.model.block_size, seed)?)
 }
 
 /// What training and evaluating a config both start with: the config checked, the thread

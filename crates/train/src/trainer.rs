@@ -9,8 +9,8 @@
 //! [`TrainState`], saved in every checkpoint, so a resumed run continues bit for bit.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use data::{BatchSampler, TokenFile, Tokenizer};
@@ -36,7 +36,8 @@ use crate::TrainError;
 pub struct RunOptions {
     pub start: Start,
     pub verbosity: Verbosity,
-    /// Install the Ctrl-C handler (the binary does; tests use a STOP file instead).
+    /// Install the handler of Ctrl-C, SIGTERM and SIGHUP (the binary does; tests use a STOP
+    /// file instead).
     pub handle_ctrl_c: bool,
 }
 
@@ -59,32 +60,63 @@ pub struct RunSummary {
     pub tok_per_s: f64,
 }
 
-/// Set by Ctrl-C; the loop finishes its step, saves and exits.
+/// Set by Ctrl-C, SIGTERM or SIGHUP; the loop finishes its step, saves and exits.
 static STOP: AtomicBool = AtomicBool::new(false);
 static SIGNALS: AtomicUsize = AtomicUsize::new(0);
+/// While latest.ckpt is being written: a second signal then waits for the write.
+static SAVING: AtomicBool = AtomicBool::new(false);
+/// The step of the last checkpoint this run has (0 when none yet), for the sentence a
+/// second signal prints.
+static LAST_SAVED: AtomicU64 = AtomicU64::new(0);
+/// The run folder, for the same sentence.
+static RUN_DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
 
-/// Whether Ctrl-C asked the run to stop.
+/// Whether Ctrl-C (or SIGTERM, SIGHUP) asked the run to stop.
 pub fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
 }
 
+/// Installs the handler of Ctrl-C, SIGTERM and SIGHUP (what `kill`, `docker stop`, Slurm
+/// and `timeout` send, and a closed terminal). The first signal only raises a flag: the
+/// loop saves between steps, so the checkpoint is never torn. A second one stops the
+/// process at once, unless latest.ckpt is being written (a write is short; the one after
+/// that stops it anyway, the previous checkpoint intact).
 fn install_ctrl_c() {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
-        // The handler only raises a flag: the loop saves between steps, so a second
-        // Ctrl-C during the save cannot tear the checkpoint.
         let result = ctrlc::set_handler(|| {
             STOP.store(true, Ordering::SeqCst);
-            if SIGNALS.fetch_add(1, Ordering::SeqCst) == 0 {
-                eprintln!("\nCtrl-C: finishing this step, then saving latest.ckpt ...");
+            let count = SIGNALS.fetch_add(1, Ordering::SeqCst);
+            if count == 0 {
+                eprintln!(
+                    "\nStop requested (Ctrl-C or SIGTERM): finishing this step, then saving latest.ckpt; \
+                     send it again to stop at once without saving."
+                );
+            } else if count == 1 && SAVING.load(Ordering::SeqCst) {
+                eprintln!("\nSaving latest.ckpt, please wait (once more stops at once, keeping the previous checkpoint).");
             } else {
-                eprintln!("\nAlready stopping: saving latest.ckpt, please wait.");
+                eprintln!("\n{}", abandoned_sentence());
+                std::process::exit(130);
             }
         });
         if let Err(e) = result {
             eprintln!("warning: cannot install the Ctrl-C handler ({e}); use a STOP file to stop cleanly");
         }
     });
+}
+
+/// What a second signal loses: the steps since the last checkpoint.
+fn abandoned_sentence() -> String {
+    let run_dir = RUN_DIR.lock().ok().and_then(|dir| dir.clone());
+    let run_dir = run_dir.map_or_else(|| "the run folder".to_string(), |d| d.display().to_string());
+    match LAST_SAVED.load(Ordering::SeqCst) {
+        0 => format!(
+            "Stopped without saving: no checkpoint was written yet, so this run's steps are lost; start it again (or delete {run_dir})."
+        ),
+        step => format!(
+            "Stopped without saving: the steps after step {step} (the last checkpoint) are lost. Continue from it with: train --resume {run_dir}"
+        ),
+    }
 }
 
 /// Runs (or resumes) training to `train.max_iters`, a Ctrl-C or a STOP file.
@@ -168,27 +200,34 @@ struct Evaluation {
 
 impl Run {
     /// The run as [`start`] leaves it, with its logs opened (a resumed run's metrics.jsonl
-    /// rewritten to the rows its checkpoint knows), the Ctrl-C handler in place and the
-    /// plan printed.
+    /// and event files cut to the steps its checkpoint knows, stale temporary files removed), the Ctrl-C
+    /// handler in place and the plan printed.
     fn start(opts: &RunOptions) -> Result<Run, TrainError> {
         let session_start = Instant::now();
         let verbose = opts.verbosity == Verbosity::Normal;
-        let Started { config, corpus, gpt, opt, sampler, state, step, run_dir } =
+        let Started { config, corpus, gpt, opt, sampler, state, step, run_dir, memory } =
             start(&opts.start, verbose)?;
+        sweep_temporaries(&run_dir, verbose)?;
         let rows: Vec<MetricRow> =
             state.metrics_jsonl.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
         let metrics = MetricsLog::create(&run_dir.join("metrics.jsonl"), &rows)?;
+        // Like metrics.jsonl, the event files keep only the steps the checkpoint knows.
+        plot::tensorboard::truncate_events(&run_dir, step)?;
         let events = EventWriter::create(&run_dir)?;
         if opts.handle_ctrl_c {
             install_ctrl_c();
         }
         STOP.store(false, Ordering::SeqCst);
         SIGNALS.store(0, Ordering::SeqCst);
+        LAST_SAVED.store(step, Ordering::SeqCst);
+        if let Ok(mut dir) = RUN_DIR.lock() {
+            *dir = Some(run_dir.clone());
+        }
 
         let t = &config.train;
         if verbose {
             let tokens = tokens_per_step(&config);
-            println!("{}", preflight(&gpt.config, t.batch_size, tokens, t.max_iters, &run_dir));
+            println!("{}", preflight(&gpt.config, &memory, tokens, t.max_iters, &run_dir));
         }
         Ok(Run {
             console: Console::new(t.max_iters, step, opts.verbosity),
@@ -257,7 +296,7 @@ impl Run {
             });
         }
         self.step += 1;
-        self.state.tokens_seen += tokens_per_step(&self.config);
+        self.state.tokens_seen = self.state.tokens_seen.saturating_add(tokens_per_step(&self.config));
         self.losses.push(loss as f32);
         let smoothed_loss = self.state.smoothed_loss.map_or(loss, |s| 0.9 * s + 0.1 * loss);
         self.state.smoothed_loss = Some(smoothed_loss);
@@ -396,7 +435,13 @@ impl Run {
         if improved {
             names.push(&best);
         }
-        ckpt.save_as(&names)?;
+        SAVING.store(true, Ordering::SeqCst);
+        let saved = ckpt.save_as(&names);
+        SAVING.store(false, Ordering::SeqCst);
+        saved?;
+        if save_latest {
+            LAST_SAVED.store(step, Ordering::SeqCst);
+        }
         Ok(())
     }
 
@@ -423,7 +468,7 @@ impl Run {
         self.console.finish();
         let wall_s = self.session_start.elapsed().as_secs_f64();
         let trained_s = self.loop_start.elapsed().as_secs_f64();
-        let tokens = (self.step - self.first_step) * tokens_per_step(&self.config);
+        let tokens = (self.step - self.first_step).saturating_mul(tokens_per_step(&self.config));
         let summary = RunSummary {
             run_dir: self.run_dir,
             step: self.step,
@@ -449,10 +494,26 @@ impl Run {
     }
 }
 
+/// Removes the temporary files that writers killed mid-write (SIGKILL, a power cut) left
+/// in the run folder: a checkpoint's is as large as the checkpoint.
+fn sweep_temporaries(run_dir: &Path, verbose: bool) -> Result<(), TrainError> {
+    let removed = fsio::remove_stale_temporaries(run_dir)
+        .map_err(|error| TrainError::Io { path: run_dir.to_path_buf(), error })?;
+    if verbose {
+        for path in removed {
+            println!("removed {}, left by an interrupted write", path.display());
+        }
+    }
+    Ok(())
+}
+
 /// Tokens of one optimizer step: batch_size × block_size × gradient_accumulation_steps.
 fn tokens_per_step(config: &Config) -> u64 {
     let t = &config.train;
-    (t.batch_size * config.model.block_size * t.gradient_accumulation_steps) as u64
+    // Config::validate checked that the run's tokens fit in 64 bits.
+    [t.batch_size, config.model.block_size, t.gradient_accumulation_steps]
+        .into_iter()
+        .fold(1u64, |n, x| n.saturating_mul(x as u64))
 }
 
 /// Everything needed to sample from the model or to resume this run exactly.

@@ -152,7 +152,7 @@ fn other_rules() {
 #[test]
 fn shipped_configs_are_valid() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
-    for name in ["small.toml", "shakespeare.toml"] {
+    for name in ["small.toml", "shakespeare.toml", "chinese.toml"] {
         let path = root.join(name);
         let c = Config::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
         c.validate(name).unwrap_or_else(|e| panic!("{e}"));

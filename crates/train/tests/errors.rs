@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{run_fresh, run_resume, tiny_config};
+use common::{error_of, run_fresh, run_resume, tiny_config};
 use train::config::Config;
 use train::TrainError;
 
@@ -78,5 +78,36 @@ fn non_finite_loss_names_the_step() {
     match run_fresh(&config) {
         Err(TrainError::NonFinite { step, .. }) => assert!(step >= 1),
         other => panic!("expected NonFinite, got {other:?}"),
+    }
+}
+
+#[test]
+fn absurd_sizes_are_refused_before_anything_is_allocated() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let base = tiny_config(dir.path());
+    type Patch = fn(&mut Config);
+    let cases: [(&str, Patch); 5] = [
+        ("train.batch_size = 1000000000000", |c| c.train.batch_size = 1_000_000_000_000),
+        ("train.batch_size: 9223372036854775807", |c| c.train.batch_size = i64::MAX as usize),
+        ("model.n_embd = 1048576", |c| {
+            c.model.n_embd = 1 << 20;
+            c.model.n_head = 1;
+        }),
+        ("model.n_layer = 1000000000", |c| c.model.n_layer = 1_000_000_000),
+        ("train.gradient_accumulation_steps: 9223372036854775807", |c| {
+            c.train.gradient_accumulation_steps = i64::MAX as usize
+        }),
+    ];
+    for (expected, patch) in cases {
+        let mut config = base.clone();
+        patch(&mut config);
+        let err = error_of(run_fresh(&config));
+        assert!(err.contains(expected), "{expected}: {err}");
+        // The refusal says how much, and against what; nothing of the run was written.
+        assert!(
+            err.contains("overflow 64 bits") || (err.contains(" in all; ") && err.contains("--max-memory")),
+            "{expected}: {err}"
+        );
+        assert!(!config.train.out_dir.join("tiny").exists(), "{expected}: a run folder was made");
     }
 }

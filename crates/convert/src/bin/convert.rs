@@ -40,6 +40,14 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<()> {
     let start = Instant::now();
     if let Some(dir) = &args.from_hf {
+        // The checkpoint must not replace a file of the folder it is read from.
+        let inputs: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        if let Some((output, input)) = fsio::output_among_inputs(std::slice::from_ref(&args.out), &inputs) {
+            let (output, input) = (output.to_path_buf(), input.to_path_buf());
+            return Err(convert::ConvertError::OutputIsInput { output, input }.into());
+        }
         if args.out.exists() && !args.force {
             bail!("{} already exists; pass --force to replace it", args.out.display());
         }

@@ -181,11 +181,16 @@ fn generate_streaming(
     let prompt_bytes: Vec<u8> = prompt_ids.iter().flat_map(|&id| token_bytes(tokenizer, id)).collect();
     write!(out, "{}", stream.push(&prompt_bytes))?;
     out.flush()?;
-    model::sampling::generate(gpt, context, args.max_new_tokens, params, rng, &mut |token| {
-        if write_error.is_none() {
-            let text = stream.push(&token_bytes(tokenizer, token));
-            if let Err(e) = write!(out, "{text}").and_then(|_| out.flush()) {
+    // Streamed: nothing is kept per token, so any --max-new-tokens runs in bounded memory.
+    let (max_new_tokens, allowed) = (args.max_new_tokens as u64, tokenizer.vocab_size());
+    model::sampling::stream(gpt, context, max_new_tokens, allowed, params, rng, &mut |token| {
+        // A closed output (`sample ... | head`) stops the generation.
+        let text = stream.push(&token_bytes(tokenizer, token));
+        match write!(out, "{text}").and_then(|_| out.flush()) {
+            Ok(()) => true,
+            Err(e) => {
                 write_error = Some(e);
+                false
             }
         }
     });
@@ -256,14 +261,19 @@ fn generate_with_tables(
     } else {
         String::new()
     };
+    // Ids past the tokenizer's vocabulary (a padded model's) have no text: never shown or chosen.
+    let allowed = tokenizer.vocab_size().min(gpt.config.vocab_size);
     for step in 0..steps {
-        let rows = top_n(decoder.logits(), args.temperature, n);
-        writeln!(out, "after \"{}\"{temperature_note}:", tail(&decode(tokenizer, &text_ids), 40))?;
+        let logits = &decoder.logits()[..allowed];
+        let rows = top_n(logits, args.temperature, n);
+        // The last 40 characters come from at most the last 40 tokens.
+        let recent = &text_ids[text_ids.len().saturating_sub(40)..];
+        writeln!(out, "after \"{}\"{temperature_note}:", tail(&decode(tokenizer, recent), 40))?;
         write!(out, "{}", format_top_table(&rows, tokenizer))?;
         if args.max_new_tokens == 0 {
             return Ok(());
         }
-        let token = sample_next(decoder.logits(), &params, rng);
+        let token = sample_next(logits, &params, rng);
         writeln!(out, "  chose {}\n", show_token(&token_bytes(tokenizer, token)))?;
         text_ids.push(token);
         if step + 1 < steps {

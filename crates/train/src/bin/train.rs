@@ -34,10 +34,19 @@ struct Args {
     /// Print nothing but errors.
     #[arg(long, short)]
     quiet: bool,
+    /// The memory, in GB, a run may plan for [default: what the machine has available]; a
+    /// run that needs more is refused before it starts (also QUILL_MAX_MEMORY=GB).
+    #[arg(long, value_name = "GB")]
+    max_memory: Option<f64>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(gb) = args.max_memory {
+        // One setting for the whole program, read where sizes are checked; set before any
+        // thread starts.
+        std::env::set_var(model::budget::MAX_MEMORY_VAR, gb.to_string());
+    }
     let verbosity = if args.quiet { Verbosity::Quiet } else { Verbosity::Normal };
     if let Some(run_dir) = &args.evaluate {
         return match train::evaluate_run(run_dir, args.split.unwrap_or(Splits::Val), verbosity) {
