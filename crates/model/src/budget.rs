@@ -205,6 +205,12 @@ impl MemoryLimit {
         }
     }
 
+    /// The limit that `needed` bytes go past, if any: None when they fit, or when no limit
+    /// is known. Every command that refuses a size asks this one question.
+    pub fn exceeded_by(needed: u64) -> Result<Option<MemoryLimit>, ModelError> {
+        Ok(MemoryLimit::current()?.filter(|limit| needed > limit.bytes))
+    }
+
     /// `this machine has 23.0 GB available` or `QUILL_MAX_MEMORY allows 64.0 GB`.
     pub fn describe(&self) -> String {
         if self.configured {

@@ -80,15 +80,13 @@ pub fn checkpoint_score(path: &Path, corpus: &Corpus) -> Result<LadderRow, Ngram
         .training_memory(batch_size, 0)
         .map_err(|e| NgramError::Message(format!("{}: {e}", path.display())))?;
     let needed = memory.weights.saturating_add(memory.activations);
-    if let Some(limit) = MemoryLimit::current().map_err(|e| NgramError::Message(e.to_string()))? {
-        if needed > limit.bytes {
-            return Err(NgramError::Message(format!(
-                "{}: scoring with its train.batch_size = {batch_size} needs {}; {} (raise the limit with QUILL_MAX_MEMORY=GB)",
-                path.display(),
-                format_bytes(needed),
-                limit.describe()
-            )));
-        }
+    if let Some(limit) = MemoryLimit::exceeded_by(needed).map_err(|e| NgramError::Message(e.to_string()))? {
+        return Err(NgramError::Message(format!(
+            "{}: scoring with its train.batch_size = {batch_size} needs {}; {} (raise the limit with QUILL_MAX_MEMORY=GB)",
+            path.display(),
+            format_bytes(needed),
+            limit.describe()
+        )));
     }
     let mut gpt = ckpt.into_model()?;
     let split = train::eval::split_loss(&mut gpt, &val, batch_size, block_size);

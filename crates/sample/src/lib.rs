@@ -96,19 +96,17 @@ fn from_checkpoint(path: PathBuf, ckpt: Checkpoint) -> Result<Loaded, SampleErro
     }
     let in_path = |e: &dyn std::fmt::Display| SampleError::Message(format!("{}: {e}", path.display()));
     let needed = ckpt.model.checked_inference_bytes().map_err(|e| in_path(&e))?;
-    if let Some(limit) = MemoryLimit::current().map_err(|e| in_path(&e))? {
-        if needed > limit.bytes {
-            let c = &ckpt.model;
-            return Err(SampleError::Message(format!(
-                "{}: sampling needs {} for the weights and a KV cache of block_size {} × n_layer {} × n_embd {}; {} (raise the limit with QUILL_MAX_MEMORY=GB)",
-                path.display(),
-                format_bytes(needed),
-                c.block_size,
-                c.n_layer,
-                c.n_embd,
-                limit.describe()
-            )));
-        }
+    if let Some(limit) = MemoryLimit::exceeded_by(needed).map_err(|e| in_path(&e))? {
+        let c = &ckpt.model;
+        return Err(SampleError::Message(format!(
+            "{}: sampling needs {} for the weights and a KV cache of block_size {} × n_layer {} × n_embd {}; {} (raise the limit with QUILL_MAX_MEMORY=GB)",
+            path.display(),
+            format_bytes(needed),
+            c.block_size,
+            c.n_layer,
+            c.n_embd,
+            limit.describe()
+        )));
     }
     let step = ckpt.step;
     let gpt = ckpt.into_model().map_err(|e| in_path(&e))?;

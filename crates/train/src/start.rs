@@ -274,12 +274,11 @@ fn check_training_memory(
 
 /// Refuses `needed` bytes past the memory limit; `what` begins the sentence.
 pub(crate) fn check_fits(needed: u64, what: &str) -> Result<(), TrainError> {
-    let limit = MemoryLimit::current().map_err(|e| TrainError::Config(e.to_string()))?;
-    match limit {
-        Some(limit) if needed > limit.bytes => Err(TrainError::OutOfMemory {
+    match MemoryLimit::exceeded_by(needed).map_err(|e| TrainError::Config(e.to_string()))? {
+        Some(limit) => Err(TrainError::OutOfMemory {
             detail: format!("{what}, {} in all; {}", format_bytes(needed), limit.describe()),
         }),
-        _ => Ok(()),
+        None => Ok(()),
     }
 }
 
