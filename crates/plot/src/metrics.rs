@@ -34,6 +34,10 @@ pub struct MetricRow {
     pub grad_norm: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tok_per_s: Option<f64>,
+    /// Milliseconds of this step spent summing the gradient across ranks (and sharing
+    /// the weights, with a sharded optimizer); only in runs on several ranks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_ms: Option<f64>,
     /// Seconds since the run started (continuing across resumes).
     pub elapsed_s: f64,
 }

@@ -113,6 +113,11 @@ pub struct TrainSection {
     pub sample_tokens: usize,
     /// Start of that text; empty starts from a newline.
     pub sample_prompt: String,
+    /// On several ranks (`mpirun -np N train ...`), each rank keeps AdamW's moments for
+    /// 1/N of the parameters only (ZeRO stage 1); the results are the same bits. Written to
+    /// a run folder's config.toml only when set.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub shard_optimizer: bool,
 }
 
 impl Default for ModelSection {
@@ -174,6 +179,7 @@ impl Default for TrainSection {
             name: String::new(),
             sample_tokens: 200,
             sample_prompt: String::new(),
+            shard_optimizer: false,
         }
     }
 }

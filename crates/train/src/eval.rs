@@ -17,6 +17,7 @@ use crate::console::{Console, Verbosity};
 use crate::corpus::{bits_per_byte, bytes_per_token};
 use crate::seeds::{stream_seed, Stream};
 use crate::start::{check_checkpoint, check_fits, check_recorded_dataset, open_run, run_folder_config};
+use crate::world::World;
 use crate::TrainError;
 
 /// Prints an evaluation (losses, bits per byte, perplexity, the loss chart) and redraws
@@ -44,24 +45,38 @@ pub fn show_evaluation(
 }
 
 /// Mean loss over `eval_iters` batches of a split, from a sampler started afresh at `seed`
-/// (so each evaluation sees the same batches). No dropout; nothing is learned.
+/// (so each evaluation sees the same batches). No dropout; nothing is learned. On several
+/// ranks each runs a contiguous share of the batches, and the losses are added in batch
+/// order, as one process adds them.
 pub fn evaluate(
     gpt: &mut Gpt,
     file: &TokenFile,
     config: &Config,
     seed: u64,
-    inputs: &mut Vec<u32>,
-    targets: &mut Vec<u32>,
+    (inputs, targets): (&mut Vec<u32>, &mut Vec<u32>),
+    world: &World,
 ) -> Result<f64, TrainError> {
     let (b, t) = (config.train.batch_size, config.model.block_size);
+    let batches = config.train.eval_iters;
+    let share = |rank: usize| rank * batches / world.size();
+    let mine = share(world.rank())..share(world.rank() + 1);
     let mut sampler = BatchSampler::new(file, b, t, seed)?;
-    let mut left = config.train.eval_iters;
+    let mut drawn = 0;
     let losses = forward_losses(gpt, t, inputs, targets, |inputs, targets| {
-        left = left.checked_sub(1)?;
-        sampler.next_batch(file, inputs, targets);
-        Some(b)
+        // Batches before this rank's share are drawn and skipped, as in training.
+        while drawn < mine.end {
+            sampler.next_batch(file, inputs, targets);
+            drawn += 1;
+            if drawn > mine.start {
+                return Some(b);
+            }
+        }
+        None
     });
-    Ok(losses.iter().map(|&(loss, _)| loss).sum::<f64>() / config.train.eval_iters as f64)
+    let mine: Vec<f64> = losses.iter().map(|&(loss, _)| loss).collect();
+    let counts: Vec<usize> = (0..world.size()).map(|r| share(r + 1) - share(r)).collect();
+    let all = world.all_gather_f64(&mine, &counts);
+    Ok(all.iter().sum::<f64>() / batches as f64)
 }
 
 /// The loss of each of a series of forwards without gradients, with its number of rows of

@@ -15,11 +15,13 @@ pub mod corpus;
 pub mod eval;
 pub mod init_from;
 pub mod optim;
+pub mod parallel;
 pub mod rundir;
 pub mod schedule;
 pub mod seeds;
 pub mod start;
 pub mod trainer;
+pub mod world;
 
 use std::path::PathBuf;
 
@@ -28,7 +30,8 @@ pub use console::Verbosity;
 pub use eval::{evaluate_run, SplitReport, Splits};
 pub use optim::{AdamW, AdamWConfig};
 pub use start::{fresh_start, Start, TrainState};
-pub use trainer::{accumulate_gradients, run, stop_requested, RunOptions, RunSummary};
+pub use trainer::{accumulate_gradients, run, run_with, stop_requested, RunOptions, RunSummary};
+pub use world::World;
 
 /// Everything that stops a run, each with one sentence naming the file, field or step.
 /// The kinds a program may want to tell apart are variants with fields; the sentence is
@@ -140,6 +143,15 @@ pub enum TrainError {
         dataset_tokenizer: String,
         weights_tokenizer: String,
     },
+    /// A run on `ranks` processes whose `accum` micro-batches per step do not divide
+    /// among them.
+    #[error(
+        "{origin}: train.gradient_accumulation_steps = {accum} does not divide among {ranks} ranks (they share each step's micro-batches); make it a multiple of {ranks}, or start {accum} ranks or a divisor of {accum}"
+    )]
+    RanksDontDivide { origin: String, accum: usize, ranks: usize },
+    /// The error the tests make one rank of a job raise (`QUILL_FAIL_RANK_AT_STEP`).
+    #[error("rank {rank}: stopped before step {step} by QUILL_FAIL_RANK_AT_STEP (a test of a failing rank)")]
+    FaultInjected { rank: usize, step: u64 },
     #[error("{path}: {error}")]
     Io { path: PathBuf, error: std::io::Error },
     #[error(transparent)]

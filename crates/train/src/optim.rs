@@ -8,13 +8,15 @@
 //! of a fixed size that run in parallel (compiled for the CPU's widest vectors); it is
 //! elementwise, so neither the thread count nor the instruction set changes the result.
 
+use std::ops::Range;
+
 use model::checkpoint::OptimizerState;
 use rayon::prelude::*;
 use tensor::kernels::{sum_squares, vectorised};
 use tensor::{Grads, Tape, TensorId};
 
 /// Elements per parallel task in the update and in the norm.
-const CHUNK: usize = 16 * 1024;
+pub(crate) const CHUNK: usize = 16 * 1024;
 
 /// AdamW's hyper-parameters (the learning rate comes per step, from the schedule).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -26,6 +28,8 @@ pub struct AdamWConfig {
 }
 
 /// AdamW's state: the step count and first and second moments, one buffer per parameter.
+/// A shard (ZeRO stage 1, [`AdamW::keep_only`]) keeps the moments of a range of each
+/// parameter, and updates only those values.
 pub struct AdamW {
     pub config: AdamWConfig,
     /// Updates applied so far.
@@ -33,6 +37,10 @@ pub struct AdamW {
     m: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
     decay: Vec<bool>,
+    /// The values of each parameter this optimizer updates (all of them, unless sharded).
+    owned: Vec<Range<usize>>,
+    /// Each parameter's number of values.
+    numel: Vec<usize>,
 }
 
 /// Whether a parameter of this shape is weight-decayed: nanoGPT decays every tensor with
@@ -47,7 +55,27 @@ impl AdamW {
         let m: Vec<Vec<f32>> = tape.params().map(|(_, _, t)| vec![0.0; t.numel()]).collect();
         let v = m.clone();
         let decay = tape.params().map(|(_, _, t)| decays(&t.shape)).collect();
-        AdamW { config, step: 0, m, v, decay }
+        let numel: Vec<usize> = tape.params().map(|(_, _, t)| t.numel()).collect();
+        let owned = numel.iter().map(|&n| 0..n).collect();
+        AdamW { config, step: 0, m, v, decay, owned, numel }
+    }
+
+    /// Keeps the moments of `owned[i]` of each parameter i only (a range of its values),
+    /// and from now on updates only those: the optimizer's shard on one rank of several.
+    /// AdamW is elementwise, so the values a shard updates get the same bits as unsharded.
+    pub fn keep_only(&mut self, owned: Vec<Range<usize>>) {
+        assert_eq!(owned.len(), self.m.len(), "AdamW::keep_only: one range per parameter");
+        for (i, range) in owned.iter().enumerate() {
+            let local = range.start - self.owned[i].start..range.end - self.owned[i].start;
+            self.m[i] = self.m[i][local.clone()].to_vec();
+            self.v[i] = self.v[i][local].to_vec();
+        }
+        self.owned = owned;
+    }
+
+    /// The values of each parameter this optimizer updates and keeps moments for.
+    pub fn owned(&self) -> &[Range<usize>] {
+        &self.owned
     }
 
     /// Which parameters decay, in parameter order.
@@ -80,7 +108,9 @@ impl AdamW {
                 g.len()
             );
             let decay_factor = if self.decay[i] { 1.0 - lr * weight_decay } else { 1.0 };
-            let chunks = p.data.chunks_mut(CHUNK).zip(m.chunks_mut(CHUNK)).zip(v.chunks_mut(CHUNK));
+            let range = self.owned[i].clone();
+            let (p, g) = (&mut p.data[range.clone()], &g[range]);
+            let chunks = p.chunks_mut(CHUNK).zip(m.chunks_mut(CHUNK)).zip(v.chunks_mut(CHUNK));
             work.extend(chunks.zip(g.chunks(CHUNK)).map(|(((p, m), v), g)| (p, m, v, g, decay_factor)));
         }
         work.into_par_iter().for_each(|(p, m, v, g, decay_factor)| {
@@ -96,12 +126,13 @@ impl AdamW {
         });
     }
 
-    /// The state to put in a checkpoint.
+    /// The state to put in a checkpoint (a shard's own moments only: gather the shards
+    /// for a checkpoint).
     pub fn state(&self) -> OptimizerState {
         OptimizerState { step: self.step, m: self.m.clone(), v: self.v.clone() }
     }
 
-    /// Restores a checkpoint's state; the error says which parameter does not match.
+    /// Restores a checkpoint's state (a shard takes its ranges of it); the error says which parameter does not match.
     pub fn restore(&mut self, state: &OptimizerState) -> Result<(), String> {
         if state.m.len() != self.m.len() || state.v.len() != self.v.len() {
             return Err(format!(
@@ -111,15 +142,16 @@ impl AdamW {
             ));
         }
         for (i, (m, v)) in state.m.iter().zip(&state.v).enumerate() {
-            if m.len() != self.m[i].len() || v.len() != self.v[i].len() {
+            let range = self.owned[i].clone();
+            if m.len() != self.numel[i] || v.len() != self.numel[i] {
                 return Err(format!(
                     "optimizer moments of parameter {i} hold {} values, the model {}",
                     m.len(),
-                    self.m[i].len()
+                    self.numel[i]
                 ));
             }
-            self.m[i].copy_from_slice(m);
-            self.v[i].copy_from_slice(v);
+            self.m[i].copy_from_slice(&m[range.clone()]);
+            self.v[i].copy_from_slice(&v[range]);
         }
         self.step = state.step;
         Ok(())

@@ -21,3 +21,11 @@ pub enum Stream {
 pub fn stream_seed(seed: u64, stream: Stream) -> u64 {
     seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(stream as u64)
 }
+
+/// The dropout stream of rank `rank` > 0 of a job started (or resumed) at `step`: each
+/// rank runs other micro-batches than rank 0, whose stream is the run's own.
+pub fn rank_dropout_seed(seed: u64, rank: usize, step: u64) -> u64 {
+    stream_seed(seed, Stream::Dropout)
+        ^ (rank as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)
+        ^ step.rotate_left(32)
+}

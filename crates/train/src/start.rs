@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use data::{BatchSampler, Dataset, DatasetState, SamplerState, Tokenizer};
 use model::budget::{format_bytes, MemoryLimit, TrainingMemory};
-use model::checkpoint::{Checkpoint, CheckpointError};
+use model::checkpoint::{Checkpoint, CheckpointError, NamedTensor, OptimizerState};
 use model::{Gpt, GptConfig};
 use serde::{Deserialize, Serialize};
 use tensor::Rng;
@@ -18,7 +18,8 @@ use crate::corpus::{open_corpus, Corpus};
 use crate::init_from::InitWeights;
 use crate::optim::{AdamW, AdamWConfig};
 use crate::rundir::{fresh_run_dir, write_atomic};
-use crate::seeds::{stream_seed, Stream};
+use crate::seeds::{rank_dropout_seed, stream_seed, Stream};
+use crate::world::World;
 use crate::TrainError;
 
 /// How a run starts.
@@ -64,7 +65,7 @@ pub(crate) struct Started {
 /// AdamW and the sampler, restores them from `latest.ckpt` when resuming, and gives the
 /// run its folder: a new one with the resolved config.toml, or the resumed one (its
 /// config.toml rewritten when `--set` extended max_iters).
-pub(crate) fn start(start: &Start, verbose: bool) -> Result<Started, TrainError> {
+pub(crate) fn start(start: &Start, ranks: usize, verbose: bool) -> Result<Started, TrainError> {
     let say = |text: &str| {
         if verbose {
             println!("{text}");
@@ -87,6 +88,7 @@ pub(crate) fn start(start: &Start, verbose: bool) -> Result<Started, TrainError>
         _ => None,
     };
     let (corpus, gpt_config) = open_run(&config, &origin, verbose)?;
+    check_ranks(&config, ranks, &origin)?;
     check_sample_prompt(&config, &corpus, &origin)?;
     let memory = check_training_memory(&config, &gpt_config, &origin)?;
 
@@ -143,6 +145,91 @@ pub(crate) fn start(start: &Start, verbose: bool) -> Result<Started, TrainError>
         }
     };
     Ok(Started { config, corpus, gpt, opt, sampler, state, step, run_dir, memory })
+}
+
+/// What rank 0 hands the other ranks of a job once it has started: the resolved config,
+/// the run folder, and the weights, AdamW's moments (none at a fresh start: they are
+/// zero) and the trainer's state to start from, so that the ranks cannot disagree.
+#[derive(Serialize, Deserialize)]
+struct Handover {
+    config: String,
+    run_dir: PathBuf,
+    step: u64,
+    params: Vec<NamedTensor>,
+    optimizer: Option<OptimizerState>,
+    state: TrainState,
+}
+
+/// [`start`] on every rank of `world`: rank 0 starts the run (it alone reads the run
+/// folder and writes to it) and hands it to the others, which open the same dataset
+/// (at the same path on every host) and take rank 0's weights and state.
+pub(crate) fn start_on(world: &World, start: &Start, verbose: bool) -> Result<Started, TrainError> {
+    if world.size() == 1 {
+        return self::start(start, 1, verbose);
+    }
+    if world.is_root() {
+        let started = self::start(start, world.size(), verbose)?;
+        let handover = Handover {
+            config: started.config.to_toml(),
+            run_dir: started.run_dir.clone(),
+            step: started.step,
+            params: Checkpoint::params_of(&started.gpt),
+            optimizer: (started.step > 0).then(|| started.opt.state()),
+            state: started.state.clone(),
+        };
+        let mut bytes = bincode::serialize(&handover).expect("a run's start always serialises");
+        drop(handover);
+        world.broadcast_bytes(&mut bytes);
+        return Ok(started);
+    }
+    let mut bytes = Vec::new();
+    world.broadcast_bytes(&mut bytes);
+    let handover: Handover = bincode::deserialize(&bytes).map_err(|e| {
+        TrainError::Config(format!("rank {}: cannot read the start rank 0 sent ({e})", world.rank()))
+    })?;
+    drop(bytes);
+    join(handover, world.rank())
+}
+
+/// A rank other than 0 at the start rank 0 handed over: the same model, optimizer,
+/// sampler and state. Its dropout masks come from a stream of its own (seeded by the run's
+/// seed, its rank and the step it starts at), since its micro-batches are not rank 0's.
+fn join(handover: Handover, rank: usize) -> Result<Started, TrainError> {
+    let Handover { config, run_dir, step, params, optimizer, mut state } = handover;
+    let origin = format!("{} (from rank 0)", run_dir.join("config.toml").display());
+    let config = Config::parse(&config, &origin, &[])?;
+    let (corpus, gpt_config) = open_run(&config, &origin, false)?;
+    let memory = check_training_memory(&config, &gpt_config, &origin)?;
+    let mut gpt = Gpt::new(gpt_config.clone(), config.train.seed);
+    let weights = Checkpoint {
+        model: gpt_config,
+        run_config: String::new(),
+        tokenizer: Vec::new(),
+        params,
+        optimizer: None,
+        step,
+        train_state: Vec::new(),
+    };
+    weights.load_into(&mut gpt)?;
+    drop(weights);
+    let mut opt = AdamW::new(&gpt.tape, adamw_config(&config.optim));
+    if let Some(moments) = &optimizer {
+        opt.restore(moments)
+            .map_err(|detail| TrainError::NotResumable { path: run_dir.join("latest.ckpt"), detail })?;
+    }
+    let mut sampler = batch_sampler(&config, &corpus)?;
+    sampler.restore(state.train_sampler.clone());
+    state.dropout_rng = Rng::seeded(rank_dropout_seed(config.train.seed, rank, step));
+    Ok(Started { config, corpus, gpt, opt, sampler, state, step, run_dir, memory })
+}
+
+/// Refuses a run on `ranks` processes that cannot share each step's micro-batches evenly.
+fn check_ranks(config: &Config, ranks: usize, origin: &str) -> Result<(), TrainError> {
+    let accum = config.train.gradient_accumulation_steps;
+    if ranks > 1 && !accum.is_multiple_of(ranks) {
+        return Err(TrainError::RanksDontDivide { origin: origin.into(), accum, ranks });
+    }
+    Ok(())
 }
 
 /// A resumed run's config (with `overrides`, which may only extend max_iters), the name

@@ -2,6 +2,9 @@
 //! step, evaluate, log, save, and stop at max_iters, on Ctrl-C or on a `STOP` file in the
 //! run folder.
 //!
+//! On several ranks (`mpirun -np N train ...`, [`crate::parallel`]) every rank runs this
+//! same loop on its share of each step's micro-batches; rank 0 alone writes and prints.
+//!
 //! Evaluation uses a fixed set of random windows: at every evaluation the eval samplers
 //! start again from the same seeds, so each evaluation sees the same `eval_iters` batches
 //! of each split (comparable from one evaluation to the next, and nothing to save for
@@ -14,7 +17,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use data::{BatchSampler, TokenFile, Tokenizer};
-use model::checkpoint::Checkpoint;
+use model::checkpoint::{Checkpoint, OptimizerState};
 use model::Gpt;
 use plot::tensorboard::EventWriter;
 use plot::MetricRow;
@@ -24,11 +27,13 @@ use crate::config::Config;
 use crate::console::{self, preflight, Console, StepReport, Verbosity};
 use crate::corpus::{bits_per_byte, Corpus};
 use crate::eval::{self, prompt_tokens, sample_text, show_evaluation};
-use crate::optim::{clip_scale, first_non_finite, grad_norm, AdamW};
+use crate::optim::{clip_scale, first_non_finite, AdamW};
+use crate::parallel::{self, DataParallel};
 use crate::rundir::MetricsLog;
 use crate::schedule::learning_rate;
 use crate::seeds::{stream_seed, Stream};
-use crate::start::{start, Start, Started, TrainState};
+use crate::start::{start_on, Start, Started, TrainState};
+use crate::world::World;
 use crate::TrainError;
 
 /// What to run and how much to print.
@@ -70,6 +75,8 @@ static SAVING: AtomicBool = AtomicBool::new(false);
 static LAST_SAVED: AtomicU64 = AtomicU64::new(0);
 /// The run folder, for the same sentence.
 static RUN_DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
+/// Whether the signal handler may print: on rank 0 only (the other ranks stop silently).
+static SIGNAL_SAYS: AtomicBool = AtomicBool::new(true);
 
 /// Whether Ctrl-C (or SIGTERM, SIGHUP) asked the run to stop.
 pub fn stop_requested() -> bool {
@@ -87,7 +94,11 @@ fn install_ctrl_c() {
         let result = ctrlc::set_handler(|| {
             STOP.store(true, Ordering::SeqCst);
             let count = SIGNALS.fetch_add(1, Ordering::SeqCst);
-            if count == 0 {
+            if count < 2 && !SIGNAL_SAYS.load(Ordering::SeqCst) {
+                if count == 1 && !SAVING.load(Ordering::SeqCst) {
+                    std::process::exit(130);
+                }
+            } else if count == 0 {
                 eprintln!(
                     "\nStop requested (Ctrl-C or SIGTERM): finishing this step, then saving latest.ckpt; \
                      send it again to stop at once without saving."
@@ -121,7 +132,12 @@ fn abandoned_sentence() -> String {
 
 /// Runs (or resumes) training to `train.max_iters`, a Ctrl-C or a STOP file.
 pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
-    let mut run = Run::start(opts)?;
+    run_with(opts, &World::single())
+}
+
+/// [`run`] as one rank of `world`: every rank calls it, and they train one run together.
+pub fn run_with(opts: &RunOptions, world: &World) -> Result<RunSummary, TrainError> {
+    let mut run = Run::start(opts, world)?;
     while run.step < run.config.train.max_iters {
         // An evaluation step's metrics row holds its losses, so it is evaluated before it
         // is logged.
@@ -139,7 +155,9 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
 }
 
 /// A run in progress: the model and everything the loop reads and changes.
-struct Run {
+struct Run<'w> {
+    /// The ranks of the run, this rank's share of a step, and the gradient sum.
+    parallel: DataParallel<'w>,
     config: Config,
     corpus: Corpus,
     run_dir: PathBuf,
@@ -158,8 +176,8 @@ struct Run {
     // Where the run reports.
     verbose: bool,
     console: Console,
-    metrics: MetricsLog,
-    events: EventWriter,
+    /// metrics.jsonl and the TensorBoard events, on rank 0 (none on the other ranks).
+    logs: Option<(MetricsLog, EventWriter)>,
     /// The rows of metrics.jsonl so far, for the loss chart.
     rows: Vec<MetricRow>,
     sample_prompt: Vec<u32>,
@@ -178,6 +196,9 @@ struct Run {
     tok_per_s: f64,
     window: (Instant, u64),
     stopped: bool,
+    /// Seconds this session's steps took, and the part spent summing across ranks.
+    step_s: f64,
+    sync_s: f64,
 }
 
 /// What one optimizer step did.
@@ -187,6 +208,8 @@ struct StepDone {
     lr: f64,
     smoothed_loss: f64,
     ms: f64,
+    /// Of which the sum across ranks (0 on one rank).
+    sync_ms: f64,
     finished: Instant,
 }
 
@@ -198,22 +221,31 @@ struct Evaluation {
     improved: bool,
 }
 
-impl Run {
+impl<'w> Run<'w> {
     /// The run as [`start`] leaves it, with its logs opened (a resumed run's metrics.jsonl
     /// and event files cut to the steps its checkpoint knows, stale temporary files removed), the Ctrl-C
     /// handler in place and the plan printed.
-    fn start(opts: &RunOptions) -> Result<Run, TrainError> {
+    fn start(opts: &RunOptions, world: &'w World) -> Result<Run<'w>, TrainError> {
         let session_start = Instant::now();
-        let verbose = opts.verbosity == Verbosity::Normal;
-        let Started { config, corpus, gpt, opt, sampler, state, step, run_dir, memory } =
-            start(&opts.start, verbose)?;
-        sweep_temporaries(&run_dir, verbose)?;
+        let verbose = opts.verbosity == Verbosity::Normal && world.is_root();
+        let Started { config, corpus, gpt, mut opt, sampler, state, step, run_dir, memory } =
+            start_on(world, &opts.start, verbose)?;
+        let parallel = DataParallel::new(world, &gpt.tape, config.train.shard_optimizer)?;
+        if parallel.sharded {
+            opt.keep_only(parallel.owned());
+        }
         let rows: Vec<MetricRow> =
             state.metrics_jsonl.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-        let metrics = MetricsLog::create(&run_dir.join("metrics.jsonl"), &rows)?;
-        // Like metrics.jsonl, the event files keep only the steps the checkpoint knows.
-        plot::tensorboard::truncate_events(&run_dir, step)?;
-        let events = EventWriter::create(&run_dir)?;
+        let logs = if world.is_root() {
+            sweep_temporaries(&run_dir, verbose)?;
+            let metrics = MetricsLog::create(&run_dir.join("metrics.jsonl"), &rows)?;
+            // Like metrics.jsonl, the event files keep only the steps the checkpoint knows.
+            plot::tensorboard::truncate_events(&run_dir, step)?;
+            Some((metrics, EventWriter::create(&run_dir)?))
+        } else {
+            None
+        };
+        SIGNAL_SAYS.store(world.is_root(), Ordering::SeqCst);
         if opts.handle_ctrl_c {
             install_ctrl_c();
         }
@@ -229,8 +261,10 @@ impl Run {
             let tokens = tokens_per_step(&config);
             println!("{}", preflight(&gpt.config, &memory, tokens, t.max_iters, &run_dir));
         }
+        let verbosity = if world.is_root() { opts.verbosity } else { Verbosity::Quiet };
         Ok(Run {
-            console: Console::new(t.max_iters, step, opts.verbosity),
+            parallel,
+            console: Console::new(t.max_iters, step, verbosity),
             sample_prompt: prompt_tokens(corpus.tokenizer.as_ref(), &t.sample_prompt),
             stop_file: run_dir.join("STOP"),
             elapsed_before: state.elapsed_s,
@@ -249,43 +283,47 @@ impl Run {
             inputs: Vec::new(),
             targets: Vec::new(),
             verbose,
-            metrics,
-            events,
+            logs,
             rows,
             session_start,
             losses: Vec::new(),
             last_val: None,
             tok_per_s: 0.0,
             stopped: false,
+            step_s: 0.0,
+            sync_s: 0.0,
         })
     }
 
-    /// One optimizer step: the micro-batches' gradients, clipping and the AdamW update. A
-    /// step with a non-finite loss or gradient, or a disconnected layer at step 0, is not
-    /// applied: it stops the run with an error, leaving the last checkpoint as it was.
+    /// One optimizer step: this rank's micro-batches' gradients, their sum over the ranks,
+    /// clipping and the AdamW update. A step with a non-finite loss or gradient, or a
+    /// disconnected layer at step 0, is not applied: it stops the run with an error,
+    /// leaving the last checkpoint as it was.
     fn step(&mut self) -> Result<StepDone, TrainError> {
         let started = Instant::now();
+        parallel::injected_fault(self.parallel.world, self.step + 1)?;
         let (t, o) = (&self.config.train, &self.config.optim);
         let (step, lr) = (self.step, learning_rate(self.step, o));
         let batch = (t.batch_size, self.config.model.block_size);
         let accum = t.gradient_accumulation_steps;
+        let mine = self.parallel.micro_batches(accum);
         let rng = (self.gpt.config.dropout > 0.0).then_some(&mut self.state.dropout_rng);
         let (sampler, train) = (&mut self.sampler, &self.corpus.train);
         let mut next_batch =
             |inputs: &mut Vec<u32>, targets: &mut Vec<u32>| sampler.next_batch(train, inputs, targets);
-        let (gpt, grads, opt) = (&mut self.gpt, &mut self.grads, &mut self.opt);
+        let (gpt, grads) = (&mut self.gpt, &mut self.grads);
         let buffers = (&mut self.inputs, &mut self.targets);
-        // One pool task for the whole step, so that the workers stay awake from op to op.
-        let (loss, norm, connected) = tensor::on_pool(|| {
-            let loss = accumulate_gradients(gpt, grads, accum, batch, rng, buffers, &mut next_batch);
-            let norm = grad_norm(&gpt.tape, grads);
+        // One pool task for the micro-batches, so that the workers stay awake from op to op.
+        let (loss_sum, connected) = tensor::on_pool(|| {
+            let loss_sum = accumulate_share(gpt, grads, accum, mine, batch, rng, buffers, &mut next_batch);
             let connected = if step == 0 { gpt.check_grads(grads) } else { Ok(()) };
-            if loss.is_finite() && norm.is_finite() && connected.is_ok() {
-                opt.update(&mut gpt.tape, grads, lr as f32, clip_scale(norm, o.grad_clip));
-            }
-            (loss, norm, connected)
+            (loss_sum, connected)
         });
         connected.map_err(|detail| TrainError::Disconnected { detail })?;
+        let sync_started = Instant::now();
+        let loss = self.parallel.world.sum_in_rank_order(loss_sum) / accum as f64;
+        let norm = self.parallel.sum_gradients(&self.gpt.tape, &mut self.grads);
+        let mut sync_s = sync_started.elapsed().as_secs_f64();
         if !loss.is_finite() || !norm.is_finite() {
             return Err(TrainError::NonFinite {
                 step: step + 1,
@@ -295,13 +333,28 @@ impl Run {
                 run_dir: self.run_dir.clone(),
             });
         }
+        let (gpt, grads, opt) = (&mut self.gpt, &self.grads, &mut self.opt);
+        tensor::on_pool(|| opt.update(&mut gpt.tape, grads, lr as f32, clip_scale(norm, o.grad_clip)));
+        let share_started = Instant::now();
+        self.parallel.share_weights(&mut self.gpt.tape);
+        sync_s += share_started.elapsed().as_secs_f64();
         self.step += 1;
         self.state.tokens_seen = self.state.tokens_seen.saturating_add(tokens_per_step(&self.config));
         self.losses.push(loss as f32);
         let smoothed_loss = self.state.smoothed_loss.map_or(loss, |s| 0.9 * s + 0.1 * loss);
         self.state.smoothed_loss = Some(smoothed_loss);
-        let ms = started.elapsed().as_secs_f64() * 1e3;
-        Ok(StepDone { loss, grad_norm: norm, lr, smoothed_loss, ms, finished: Instant::now() })
+        let seconds = started.elapsed().as_secs_f64();
+        self.step_s += seconds;
+        self.sync_s += sync_s;
+        Ok(StepDone {
+            loss,
+            grad_norm: norm,
+            lr,
+            smoothed_loss,
+            ms: seconds * 1e3,
+            sync_ms: sync_s * 1e3,
+            finished: Instant::now(),
+        })
     }
 
     /// At an evaluation step (every eval_interval steps, and the last), the mean loss of
@@ -313,9 +366,11 @@ impl Run {
         if !is_eval {
             return Ok(None);
         }
+        let world = self.parallel.world;
         let mut loss_of = |file: &TokenFile, stream: Stream| {
             let seed = stream_seed(t.seed, stream);
-            eval::evaluate(&mut self.gpt, file, &self.config, seed, &mut self.inputs, &mut self.targets)
+            let buffers = (&mut self.inputs, &mut self.targets);
+            eval::evaluate(&mut self.gpt, file, &self.config, seed, buffers, world)
         };
         let train = loss_of(&self.corpus.train, Stream::EvalTrain)?;
         let val = loss_of(&self.corpus.val, Stream::EvalVal)?;
@@ -329,8 +384,13 @@ impl Run {
 
     /// Every log_interval steps (and the first) and at evaluations, a row of metrics.jsonl
     /// and the scalars for TensorBoard; the console's progress line; at evaluations, the
-    /// losses with the loss chart and a sample of text.
+    /// losses with the loss chart and a sample of text. On rank 0 only: the other ranks
+    /// keep no logs.
     fn log(&mut self, done: &StepDone, evaluation: Option<&Evaluation>) -> Result<(), TrainError> {
+        let elapsed_s = self.elapsed_at(done.finished);
+        let Some((metrics, events)) = self.logs.as_mut() else {
+            return Ok(());
+        };
         let (step, t) = (self.step, &self.config.train);
         if step == self.first_step + 10 && step < t.max_iters {
             let per_step = (done.finished - self.loop_start).as_secs_f64() / 10.0;
@@ -348,26 +408,26 @@ impl Run {
             self.tok_per_s = (self.state.tokens_seen - tokens_then) as f64 / seconds;
             self.window = (done.finished, self.state.tokens_seen);
         }
-        let elapsed_s = self.elapsed_at(done.finished);
         let mut row = MetricRow { step, tokens: self.state.tokens_seen, elapsed_s, ..Default::default() };
         if is_log || evaluation.is_some() {
             row.train_loss = Some(done.loss);
             row.lr = Some(done.lr);
             row.grad_norm = Some(done.grad_norm);
             row.tok_per_s = Some(self.tok_per_s);
-            self.events.add_scalar("train/loss", step, done.loss)?;
-            self.events.add_scalar("lr", step, done.lr)?;
+            row.sync_ms = (self.parallel.world.size() > 1).then_some(done.sync_ms);
+            events.add_scalar("train/loss", step, done.loss)?;
+            events.add_scalar("lr", step, done.lr)?;
         }
         if let Some(e) = evaluation {
             row.eval_train_loss = Some(e.train);
             row.val_loss = Some(e.val);
             row.val_bpb = Some(bits_per_byte(e.val, self.corpus.bytes_per_token));
             row.val_ppl = Some(e.val.exp());
-            self.events.add_scalar("val/loss", step, e.val)?;
+            events.add_scalar("val/loss", step, e.val)?;
         }
         if is_log || evaluation.is_some() {
-            self.metrics.append(&row)?;
-            self.events.flush()?;
+            metrics.append(&row)?;
+            events.flush()?;
             let line = serde_json::to_string(&row).expect("a MetricRow always serialises");
             self.state.metrics_jsonl.push_str(&line);
             self.state.metrics_jsonl.push('\n');
@@ -400,14 +460,17 @@ impl Run {
         self.elapsed_before + (instant - self.session_start).as_secs_f64()
     }
 
-    /// Whether Ctrl-C or a STOP file in the run folder asks the run to stop.
+    /// Whether Ctrl-C or a STOP file in the run folder (rank 0's) asks the run to stop: the
+    /// ranks agree, so that they all stop after the same step.
     fn stop_asked(&self) -> bool {
-        stop_requested() || self.stop_file.exists()
+        let world = self.parallel.world;
+        world.any(stop_requested() || (world.is_root() && self.stop_file.exists()))
     }
 
     /// Writes latest.ckpt at the last step, on a stop, and every checkpoint_interval steps
     /// (at evaluations when that is 0), and best.ckpt when the val loss improved: one
-    /// checkpoint, written once, under both names when both are due.
+    /// checkpoint, written once, under both names when both are due; by rank 0, once every
+    /// rank's optimizer shard has reached it.
     fn save(
         &mut self,
         done: &StepDone,
@@ -423,10 +486,14 @@ impl Run {
         if !save_latest && !improved {
             return Ok(());
         }
+        let optimizer = self.parallel.optimizer_state(&self.opt);
+        if !self.parallel.world.is_root() {
+            return Ok(());
+        }
         self.state.train_sampler = self.sampler.state();
         self.state.elapsed_s = self.elapsed_at(done.finished);
         let tokenizer = self.corpus.tokenizer.as_ref();
-        let ckpt = checkpoint(&self.gpt, &self.opt, &self.config, tokenizer, step, &self.state);
+        let ckpt = checkpoint(&self.gpt, optimizer, &self.config, tokenizer, step, &self.state);
         let (latest, best) = (self.run_dir.join("latest.ckpt"), self.run_dir.join("best.ckpt"));
         let mut names: Vec<&Path> = Vec::with_capacity(2);
         if save_latest {
@@ -448,7 +515,7 @@ impl Run {
     /// Ends the session early, its checkpoint saved: removes the STOP file (so that resuming
     /// does not stop again at once) and says how to continue.
     fn stop(&mut self) {
-        if self.stop_file.exists() {
+        if self.parallel.world.is_root() && self.stop_file.exists() {
             let _ = std::fs::remove_file(&self.stop_file);
         }
         self.console.finish();
@@ -489,6 +556,15 @@ impl Run {
                 console::tokens_per_second(summary.tok_per_s),
                 summary.run_dir.display()
             );
+            let ranks = self.parallel.world.size();
+            if ranks > 1 {
+                let steps = (summary.step - self.first_step) as f64;
+                println!(
+                    "{ranks} ranks: the sum across ranks took {:.1} ms per step, {:.1}% of the step time",
+                    self.sync_s * 1e3 / steps,
+                    100.0 * self.sync_s / self.step_s.max(1e-9)
+                );
+            }
         }
         summary
     }
@@ -519,7 +595,7 @@ fn tokens_per_step(config: &Config) -> u64 {
 /// Everything needed to sample from the model or to resume this run exactly.
 fn checkpoint(
     gpt: &Gpt,
-    opt: &AdamW,
+    optimizer: OptimizerState,
     config: &Config,
     tokenizer: &dyn Tokenizer,
     step: u64,
@@ -530,7 +606,7 @@ fn checkpoint(
         run_config: config.to_toml(),
         tokenizer: tokenizer.to_bytes(),
         params: Checkpoint::params_of(gpt),
-        optimizer: Some(opt.state()),
+        optimizer: Some(optimizer),
         step,
         train_state: bincode::serialize(state).expect("the trainer state always serialises"),
     }
@@ -543,6 +619,24 @@ pub fn accumulate_gradients(
     gpt: &mut Gpt,
     grads: &mut Grads,
     accum: usize,
+    batch: (usize, usize),
+    dropout_rng: Option<&mut Rng>,
+    buffers: (&mut Vec<u32>, &mut Vec<u32>),
+    next_batch: &mut dyn FnMut(&mut Vec<u32>, &mut Vec<u32>),
+) -> f64 {
+    accumulate_share(gpt, grads, accum, 0..accum, batch, dropout_rng, buffers, next_batch) / accum as f64
+}
+
+/// One rank's part of a step's gradient: every one of the step's `accum` batches is drawn
+/// (so that every rank's sampler stays where the one-process run's is), and those in
+/// `mine` run forward and backward, each backward seeded with 1/accum. Returns the sum of
+/// their losses.
+#[allow(clippy::too_many_arguments)]
+fn accumulate_share(
+    gpt: &mut Gpt,
+    grads: &mut Grads,
+    accum: usize,
+    mine: std::ops::Range<usize>,
     (b, t): (usize, usize),
     mut dropout_rng: Option<&mut Rng>,
     (inputs, targets): (&mut Vec<u32>, &mut Vec<u32>),
@@ -552,12 +646,15 @@ pub fn accumulate_gradients(
     // afresh.
     grads.zero();
     let mut loss_sum = 0.0f64;
-    for _ in 0..accum {
+    for micro_batch in 0..accum {
         next_batch(inputs, targets);
+        if !mine.contains(&micro_batch) {
+            continue;
+        }
         let out = gpt.forward(inputs, Some(targets), b, t, dropout_rng.as_deref_mut());
         let loss = out.loss.expect("a forward with targets returns a loss");
         loss_sum += gpt.tape.data(loss)[0] as f64;
         gpt.tape.backward_from(loss, &[1.0 / accum as f32], grads);
     }
-    loss_sum / accum as f64
+    loss_sum
 }

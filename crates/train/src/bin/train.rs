@@ -1,12 +1,13 @@
 //! `train --config configs/small.toml [--set section.key=value ...] [--resume runs/NAME]`
 //! or `train --evaluate runs/NAME`: parses the command line and hands over to
-//! [`train::run`] or [`train::evaluate_run`].
+//! [`train::run`] or [`train::evaluate_run`]. Built with `--features mpi` and started by
+//! `mpirun -np N` (or `srun`), its N processes train one run together ([`train::run_with`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use train::{Config, RunOptions, Splits, Start, Verbosity};
+use train::{Config, RunOptions, Splits, Start, Verbosity, World};
 
 /// Train a GPT from a TOML config, resume a stopped run exactly, or score a run's model on
 /// whole splits.
@@ -41,6 +42,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Under mpirun or srun (built with --features mpi), this process is one rank of a job.
+    let world = World::from_launcher();
     let args = Args::parse();
     if let Some(gb) = args.max_memory {
         // One setting for the whole program, read where sizes are checked; set before any
@@ -48,6 +51,9 @@ fn main() -> ExitCode {
         std::env::set_var(model::budget::MAX_MEMORY_VAR, gb.to_string());
     }
     let verbosity = if args.quiet { Verbosity::Quiet } else { Verbosity::Normal };
+    if world.size() > 1 && (args.evaluate.is_some() || args.split.is_some()) {
+        return fail_job(&world, "--evaluate runs in one process: start it without mpirun");
+    }
     if let Some(run_dir) = &args.evaluate {
         return match train::evaluate_run(run_dir, args.split.unwrap_or(Splits::Val), verbosity) {
             Ok(_) => ExitCode::SUCCESS,
@@ -71,13 +77,24 @@ fn main() -> ExitCode {
                 };
                 Start::Fresh { config: Box::new(config), origin }
             }
-            Err(e) => return fail(&e),
+            Err(e) => return fail_job(&world, &e.to_string()),
         },
     };
-    match train::run(&RunOptions { start, verbosity, handle_ctrl_c: true }) {
+    match train::run_with(&RunOptions { start, verbosity, handle_ctrl_c: true }, &world) {
         Ok(_) => ExitCode::SUCCESS,
-        Err(e) => fail(&e),
+        Err(e) => fail_job(&world, &e.to_string()),
     }
+}
+
+/// Prints the error and fails; on several ranks, ends the whole job (the other ranks may
+/// be waiting for this one), naming the rank.
+fn fail_job(world: &World, message: &str) -> ExitCode {
+    if world.size() == 1 {
+        eprintln!("error: {message}");
+        return ExitCode::FAILURE;
+    }
+    eprintln!("error (rank {} of {}): {message}", world.rank(), world.size());
+    world.abort(1)
 }
 
 /// Prints the error (its message already names the file, field or step) and fails.
