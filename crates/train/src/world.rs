@@ -86,7 +86,8 @@ impl World {
     /// The sum of each rank's `x`, added in rank order, on every rank.
     pub fn sum_in_rank_order(&self, x: f64) -> f64 {
         let ones = vec![1; self.size];
-        self.all_gather_f64(&[x], &ones).iter().fold(0.0, |sum, &x| sum + x)
+        let all = self.all_gather_f64(&[x], &ones);
+        all[1..].iter().fold(all[0], |sum, &x| sum + x)
     }
 
     /// The reduce half of an all-reduce, in rank order: `send` is this rank's vector, cut
@@ -104,6 +105,7 @@ impl World {
         if let Some(mpi) = &self.mpi {
             return mpi.reduce_scatter(send, counts, out, scratch);
         }
+        debug_assert_eq!(counts, [send.len()]);
         let _ = scratch;
         out.copy_from_slice(send);
     }
@@ -115,6 +117,7 @@ impl World {
         if let Some(mpi) = &self.mpi {
             return mpi.all_gather_into(mine, counts, out);
         }
+        debug_assert_eq!(counts, [mine.len()]);
         out.copy_from_slice(mine);
     }
 
@@ -125,6 +128,7 @@ impl World {
         if let Some(mpi) = &self.mpi {
             return mpi.gather_to_root(mine, counts, out);
         }
+        debug_assert_eq!(counts, [mine.len()]);
         out.copy_from_slice(mine);
     }
 
