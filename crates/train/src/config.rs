@@ -427,7 +427,10 @@ fn apply_override(table: &mut toml::Table, item: &str) -> Result<(), TrainError>
         return Err(TrainError::UnknownSection { at, section: section.into(), expected });
     };
     // The optional fields are absent from the table when unset.
-    let optional = matches!((section, field), ("data", "tokenizer" | "vocab_size") | ("model", "init_from"));
+    let optional = matches!(
+        (section, field),
+        ("data", "tokenizer" | "vocab_size") | ("model", "init_from") | ("train", "shard_optimizer")
+    );
     if !section_table.contains_key(field) && !optional {
         let expected = one_of(section_table.keys());
         return Err(TrainError::UnknownField { at, section: section.into(), field: field.into(), expected });

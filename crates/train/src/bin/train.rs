@@ -93,6 +93,11 @@ fn fail_job(world: &World, message: &str) -> ExitCode {
         eprintln!("error: {message}");
         return ExitCode::FAILURE;
     }
+    if !world.is_root() {
+        // An error every rank meets (a config, a dataset) is printed once, by rank 0, whose
+        // abort ends this rank while it waits.
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
     eprintln!("error (rank {} of {}): {message}", world.rank(), world.size());
     world.abort(1)
 }
