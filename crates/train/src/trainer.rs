@@ -222,7 +222,7 @@ struct Evaluation {
 }
 
 impl<'w> Run<'w> {
-    /// The run as [`start`] leaves it, with its logs opened (a resumed run's metrics.jsonl
+    /// The run as [`start_on`] leaves it, with its logs opened (a resumed run's metrics.jsonl
     /// and event files cut to the steps its checkpoint knows, stale temporary files removed), the Ctrl-C
     /// handler in place and the plan printed.
     fn start(opts: &RunOptions, world: &'w World) -> Result<Run<'w>, TrainError> {

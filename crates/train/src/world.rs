@@ -110,7 +110,7 @@ impl World {
         out.copy_from_slice(send);
     }
 
-    /// The gather half: every rank's slice `mine` (counts[r] values for rank r) laid out
+    /// The gather half: every rank's slice `mine` (`counts[r]` values for rank r) laid out
     /// in rank order in `out`, on every rank.
     pub fn all_gather_f32(&self, mine: &[f32], counts: &[usize], out: &mut [f32]) {
         #[cfg(feature = "mpi")]
