@@ -329,8 +329,18 @@ fn a_version_1_checkpoint_loads_as_gpt2s_architecture() {
     let out = gpt.forward(&[1, 5, 9, 2, 11, 0], None, 1, 6, None);
     let logits = gpt.tape.data(out.logits);
     let then = [
-        0.8379622, -1.1724373, -0.63043267, 1.1183763, -1.6408077, -1.9886962, -0.19692558, -0.33235678,
-        -0.7903157, -0.71098995, -1.8818562, 1.0755765,
+        0.8379622,
+        -1.1724373,
+        -0.63043267,
+        1.1183763,
+        -1.6408077,
+        -1.9886962,
+        -0.19692558,
+        -0.33235678,
+        -0.7903157,
+        -0.71098995,
+        -1.8818562,
+        1.0755765,
     ];
     assert_eq!(&logits[5 * 12..], &then, "the same logits as the code that wrote it");
     // Saved again, it is a current-version file with the same model.

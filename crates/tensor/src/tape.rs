@@ -106,13 +106,13 @@ pub enum Op {
     Relu2 {
         n: usize,
     },
-    /// Row-wise RMS norm with a gain; inputs [x, gamma]; saved [rstd].
+    /// Row-wise RMS norm with a gain; inputs `[x, gamma]`; saved `[rstd]`.
     RmsNorm {
         n: usize,
         c: usize,
     },
     /// QK-norm of fused q/k/v rows (n, 3·nh·hs): each head's q and k RMS-normalised, no
-    /// gain; saved [rstd (n, 2·nh)].
+    /// gain; saved `[rstd]`, (n, 2·nh).
     QkNorm {
         n: usize,
         nh: usize,
