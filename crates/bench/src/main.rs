@@ -66,6 +66,7 @@ fn configs() -> Vec<BenchConfig> {
         n_embd,
         dropout: 0.0,
         bias: false,
+        arch: model::Arch::GPT2,
     };
     vec![
         BenchConfig { name: "tiny", model: gpt(65, 64, 4, 4, 128), batch_size: 12 },

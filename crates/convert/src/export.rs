@@ -4,7 +4,9 @@
 //! the tokenizer. A GPT-2-tokenizer model gets `vocab.json` + `merges.txt`; a char or BPE
 //! model gets `quill_tokenizer.bin` (Quill's own tokenizer file, which import reads back)
 //! and a note saying so, because transformers has no loader for those tokenizers. A model
-//! trained without biases exports zero biases, which computes the same function.
+//! trained without biases exports zero biases, which computes the same function. A model
+//! with any of the architecture options (`model.norm = "rmsnorm"`, rotary positions, ...)
+//! is refused, naming them: GPT-2's format has no place for them.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -55,6 +57,10 @@ fn write_hf_from(
     force: bool,
     inputs: &[PathBuf],
 ) -> Result<Vec<PathBuf>, ConvertError> {
+    let departures = ckpt.model.arch.departures();
+    if !departures.is_empty() {
+        return Err(ConvertError::NotGpt2Architecture { options: departures.join(", ") });
+    }
     let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
     let gpt2 = tokenizer.as_gpt2();
     let eos = gpt2.and_then(|t| t.encode(data::END_OF_TEXT).ok()).and_then(|ids| match ids[..] {

@@ -85,6 +85,7 @@ impl HfConfig {
             n_embd: size("n_embd", self.n_embd)?,
             dropout: 0.0,
             bias: true,
+            arch: model::Arch::GPT2,
         };
         config
             .validate()

@@ -58,6 +58,12 @@ pub enum ConvertError {
          models with a tied head can be imported"
     )]
     UntiedHead { path: PathBuf, detail: String },
+    /// A model with architecture options GPT-2 does not have (`model.norm`, ...).
+    #[error(
+        "the model has {options}, which Hugging Face's GPT-2 format cannot hold; only a model with \
+         GPT-2's architecture (those options left at their defaults) can be exported"
+    )]
+    NotGpt2Architecture { options: String },
     #[error("{path}: {field} is {found}, which Quill's GPT cannot represent ({why})")]
     Unsupported { path: PathBuf, field: &'static str, found: String, why: &'static str },
     #[error(

@@ -107,6 +107,7 @@ fn char_model_without_biases_exports_zero_biases_and_its_tokenizer() {
         n_embd: 8,
         dropout: 0.0,
         bias: false,
+        arch: model::Arch::GPT2,
     };
     let mut gpt = Gpt::new(config.clone(), 5);
     model::testing::randomise(&mut gpt, 6);
@@ -330,4 +331,36 @@ fn an_export_never_writes_over_its_checkpoint() {
         );
     }
     assert_eq!(std::fs::read(&input).expect("read"), before);
+}
+
+#[test]
+fn refuses_to_export_a_model_with_architecture_options_naming_them() {
+    let arch = model::Arch { norm: model::Norm::RmsNorm, tie_head: false, ..model::Arch::GPT2 };
+    let config = GptConfig {
+        vocab_size: 12,
+        block_size: 8,
+        n_layer: 1,
+        n_head: 2,
+        n_embd: 8,
+        dropout: 0.0,
+        bias: false,
+        arch,
+    };
+    let gpt = Gpt::new(config.clone(), 5);
+    let tokenizer = data::CharTokenizer::from_text("abcdefghijkl");
+    let ckpt = Checkpoint {
+        model: config,
+        run_config: String::new(),
+        tokenizer: tokenizer.to_bytes(),
+        params: Checkpoint::params_of(&gpt),
+        optimizer: None,
+        step: 0,
+        train_state: Vec::new(),
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = write_hf(&ckpt, &tokenizer, dir.path(), false).unwrap_err();
+    assert!(matches!(err, ConvertError::NotGpt2Architecture { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("model.norm = \"rmsnorm\", model.tie_head = false"), "{msg}");
+    assert!(std::fs::read_dir(dir.path()).expect("the folder").next().is_none(), "nothing written");
 }

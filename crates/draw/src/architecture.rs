@@ -3,7 +3,7 @@
 //! and parameter count (summed from `model::init::param_specs`, the checkpoint's own list).
 
 use model::init::param_specs;
-use model::GptConfig;
+use model::{Activation, GptConfig, Norm, Position};
 use plot::ticks::format_short;
 
 use crate::canvas::{Canvas, INK, MUTED};
@@ -66,11 +66,24 @@ pub fn architecture(config: &GptConfig, name: &str) -> String {
         "#f4f4f4",
         &["tokens", &format!("up to block_size = {t} ids < vocab_size = {v}")],
     );
-    let embeddings = format!(
-        "wte ({v} × {c}) + wpe ({t} × {c}), {}",
-        count(params(config, "wte") + params(config, "wpe"))
-    );
-    step(&mut canvas, &mut y, 44.0, "#deebf7", &["token + position embedding", &embeddings]);
+    let arch = config.arch;
+    let rope = arch.position == Position::Rope;
+    let (embedding, embeddings) = if rope {
+        ("token embedding", format!("wte ({v} × {c}), {}", count(params(config, "wte"))))
+    } else {
+        (
+            "token + position embedding",
+            format!(
+                "wte ({v} × {c}) + wpe ({t} × {c}), {}",
+                count(params(config, "wte") + params(config, "wpe"))
+            ),
+        )
+    };
+    step(&mut canvas, &mut y, 44.0, "#deebf7", &[embedding, &embeddings]);
+    let norm = match arch.norm {
+        Norm::LayerNorm => "layer norm",
+        Norm::RmsNorm => "RMS norm",
+    };
 
     // One block drawn open, inside a frame that says how many there are.
     let block_top = y;
@@ -80,28 +93,37 @@ pub fn architecture(config: &GptConfig, name: &str) -> String {
     canvas.text(x + w + 18.0, block_top + 16.0, 12.0, "end", MUTED, &count(per_block));
     y += 32.0;
     let hs = c / nh.max(1);
-    let attention = format!("{nh} heads × {hs}: softmax(q·kᵀ/√{hs}) v, causal");
+    let qk = match (arch.qk_norm, rope) {
+        (false, false) => "",
+        (true, false) => "QK-norm; ",
+        (false, true) => "rotary q, k; ",
+        (true, true) => "QK-norm, rotary q, k; ",
+    };
+    let attention = format!("{nh} heads × {hs}: {qk}softmax(q·kᵀ/√{hs}) v, causal");
     let qkv =
         format!("q, k, v = x · W ({c} → 3×{c}); out ({c} → {c}); {}", count(params(config, "h.0.attn")));
-    step(&mut canvas, &mut y, 30.0, "#ffffff", &["layer norm"]);
+    step(&mut canvas, &mut y, 30.0, "#ffffff", &[norm]);
     step(&mut canvas, &mut y, 62.0, "#fde0c5", &["self-attention", &attention, &qkv]);
     step(&mut canvas, &mut y, 30.0, "#ffffff", &["+ residual"]);
-    step(&mut canvas, &mut y, 30.0, "#ffffff", &["layer norm"]);
-    let mlp = format!("{c} → {} → {c}, GELU; {}", 4 * c, count(params(config, "h.0.mlp")));
+    step(&mut canvas, &mut y, 30.0, "#ffffff", &[norm]);
+    let activation = match arch.activation {
+        Activation::Gelu => "GELU",
+        Activation::Relu2 => "ReLU²",
+    };
+    let mlp = format!("{c} → {} → {c}, {activation}; {}", 4 * c, count(params(config, "h.0.mlp")));
     step(&mut canvas, &mut y, 46.0, "#d9f0d3", &["MLP", &mlp]);
     canvas.boxed((x, y, w, 30.0), "#ffffff", "#8a8a8a");
     canvas.text(cx, y + 16.0, 14.0, "middle", INK, "+ residual");
     y = block_top + BLOCK_HEIGHT;
     canvas.arrow_down(cx, y, y + 22.0);
     y += 22.0;
-    step(&mut canvas, &mut y, 30.0, "#ffffff", &["final layer norm"]);
-    step(
-        &mut canvas,
-        &mut y,
-        44.0,
-        "#deebf7",
-        &["head: x · wteᵀ", &format!("{c} → {v} logits (tied to wte, no new parameters)")],
-    );
+    step(&mut canvas, &mut y, 30.0, "#ffffff", &[&format!("final {norm}")]);
+    let head = if arch.tie_head {
+        ["head: x · wteᵀ".to_string(), format!("{c} → {v} logits (tied to wte, no new parameters)")]
+    } else {
+        ["head: x · lm_headᵀ".to_string(), format!("{c} → {v} logits, {}", count(params(config, "lm_head")))]
+    };
+    step(&mut canvas, &mut y, 44.0, "#deebf7", &[&head[0], &head[1]]);
     canvas.boxed((x, y, w, 44.0), "#f4f4f4", "#8a8a8a");
     canvas.text(cx, y + 16.0, 14.0, "middle", INK, "softmax → next-token probabilities");
     canvas.text(cx, y + 33.0, 12.0, "middle", MUTED, &format!("{v} values summing to 1"));
@@ -122,6 +144,7 @@ mod tests {
             n_embd: 128,
             dropout: 0.0,
             bias: false,
+            arch: model::Arch::GPT2,
         };
         let svg = architecture(&config, "runs/small/best.ckpt");
         for needle in ["n_layer = 4", "4 heads × 32", "128 → 512 → 128", "wte (65 × 128)", "block_size = 64"]

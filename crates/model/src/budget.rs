@@ -7,7 +7,7 @@
 
 use tensor::Tape;
 
-use crate::{GptConfig, ModelError};
+use crate::{GptConfig, ModelError, Norm, Position};
 
 /// Bytes of one f32.
 const F32: u64 = 4;
@@ -70,17 +70,30 @@ impl GptConfig {
         let (v, t, c, l) =
             (self.vocab_size as u64, self.block_size as u64, self.n_embd as u64, self.n_layer as u64);
         let wte = mul(v, c, "model.vocab_size", v)?;
-        let wpe = mul(t, c, "model.block_size", t)?;
+        let wpe = match self.arch.position {
+            Position::Learned => mul(t, c, "model.block_size", t)?,
+            Position::Rope => 0,
+        };
+        let head = if self.arch.tie_head { 0 } else { wte };
+        // A norm's shift exists only for a layer norm in a model with biases.
+        let shifts = self.bias && self.arch.norm == Norm::LayerNorm;
         // Per layer: qkv 3C², attention projection C², MLP 4C² and 4C², so 12·C² weights;
         // two layer-norm gains (C each); with biases also 3C + C + 4C + C linear biases and
-        // two layer-norm shifts: 13·C vectors in all, else 2·C.
+        // two layer-norm shifts: 13·C vectors in all (11·C with RMSNorm's gains only), else 2·C.
         let square = mul(c, c, "model.n_embd", c)?;
         let weights = mul(square, 12, "model.n_embd", c)?;
-        let vectors = mul(c, if self.bias { 13 } else { 2 }, "model.n_embd", c)?;
+        let per_c = match (self.bias, shifts) {
+            (true, true) => 13,
+            (true, false) => 11,
+            (false, _) => 2,
+        };
+        let vectors = mul(c, per_c, "model.n_embd", c)?;
         let per_layer = add(weights, vectors, "model.n_embd", c)?;
         let layers = mul(per_layer, l, "model.n_layer", l)?;
-        let final_norm = if self.bias { 2 * c } else { c };
-        [wpe, layers, final_norm].into_iter().try_fold(wte, |sum, part| add(sum, part, "model.n_embd", c))
+        let final_norm = if shifts { 2 * c } else { c };
+        [wpe, layers, final_norm, head]
+            .into_iter()
+            .try_fold(wte, |sum, part| add(sum, part, "model.n_embd", c))
     }
 
     /// Bytes of the activations of a training step of `batch_size` sequences (see
@@ -240,6 +253,7 @@ pub fn format_bytes(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Arch;
 
     fn tiny() -> GptConfig {
         GptConfig {
@@ -250,15 +264,21 @@ mod tests {
             n_embd: 32,
             dropout: 0.0,
             bias: true,
+            arch: Arch::GPT2,
         }
     }
 
     #[test]
     fn closed_form_parameter_count_equals_the_listed_one() {
-        for bias in [true, false] {
-            for (n_layer, n_embd) in [(1, 8), (2, 32), (3, 48)] {
-                let cfg = GptConfig { bias, n_layer, n_embd, ..tiny() };
-                assert_eq!(cfg.checked_num_params().unwrap(), cfg.num_params() as u64, "{cfg:?}");
+        let rms = Arch { norm: Norm::RmsNorm, ..Arch::GPT2 };
+        let rope = Arch { position: Position::Rope, ..Arch::GPT2 };
+        let untied = Arch { tie_head: false, ..Arch::GPT2 };
+        for arch in [Arch::GPT2, rms, rope, untied, Arch::ALL] {
+            for bias in [true, false] {
+                for (n_layer, n_embd) in [(1, 8), (2, 32), (3, 48)] {
+                    let cfg = GptConfig { bias, n_layer, n_embd, arch, ..tiny() };
+                    assert_eq!(cfg.checked_num_params().unwrap(), cfg.num_params() as u64, "{cfg:?}");
+                }
             }
         }
     }

@@ -32,12 +32,14 @@ use serde::{Deserialize, Serialize};
 
 use tensor::TensorId;
 
-use crate::{Gpt, GptConfig, ModelError};
+use crate::{Arch, Gpt, GptConfig, ModelError};
 
 /// The first eight bytes of every checkpoint.
 pub const MAGIC: &[u8; 8] = b"QUILLCKP";
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes and reads. Version 2 added the architecture
+/// options to the model config ([`crate::Arch`]); version-1 files still load, as GPT-2's
+/// architecture.
+pub const FORMAT_VERSION: u32 = 2;
 /// Bytes before the payload: magic, version, payload length, CRC-32.
 pub const HEADER_LEN: usize = 8 + 4 + 8 + 4;
 
@@ -102,6 +104,55 @@ pub struct Checkpoint {
     pub step: u64,
     /// Trainer-owned state (RNG, sampler state, metrics so far), opaque here.
     pub train_state: Vec<u8>,
+}
+
+/// A version-1 payload: the same fields, with the model config before the architecture
+/// options existed.
+#[derive(Deserialize)]
+struct CheckpointV1 {
+    model: GptConfigV1,
+    run_config: String,
+    tokenizer: Vec<u8>,
+    params: Vec<NamedTensor>,
+    optimizer: Option<OptimizerState>,
+    step: u64,
+    train_state: Vec<u8>,
+}
+
+/// [`GptConfig`] as version 1 stored it: every model then had GPT-2's architecture.
+#[derive(Deserialize)]
+struct GptConfigV1 {
+    vocab_size: usize,
+    block_size: usize,
+    n_layer: usize,
+    n_head: usize,
+    n_embd: usize,
+    dropout: f32,
+    bias: bool,
+}
+
+impl From<CheckpointV1> for Checkpoint {
+    fn from(v1: CheckpointV1) -> Checkpoint {
+        let m = v1.model;
+        Checkpoint {
+            model: GptConfig {
+                vocab_size: m.vocab_size,
+                block_size: m.block_size,
+                n_layer: m.n_layer,
+                n_head: m.n_head,
+                n_embd: m.n_embd,
+                dropout: m.dropout,
+                bias: m.bias,
+                arch: Arch::GPT2,
+            },
+            run_config: v1.run_config,
+            tokenizer: v1.tokenizer,
+            params: v1.params,
+            optimizer: v1.optimizer,
+            step: v1.step,
+            train_state: v1.train_state,
+        }
+    }
 }
 
 /// bincode as the payload uses it: fixed-width little-endian integers, at most `limit`
@@ -182,9 +233,9 @@ impl Checkpoint {
                 supported: FORMAT_VERSION,
             });
         }
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != 1 {
             return Err(corrupted(format!(
-                "format version {version} is not one this build reads ({FORMAT_VERSION})"
+                "format version {version} is not one this build reads (1 or {FORMAT_VERSION})"
             )));
         }
         let held = file_len.saturating_sub(HEADER_LEN as u64);
@@ -206,8 +257,14 @@ impl Checkpoint {
         if actual != crc {
             return Err(corrupted(format!("checksum mismatch: stored {crc:08x}, computed {actual:08x}")));
         }
-        let checkpoint: Checkpoint =
-            payload_options(payload_len).deserialize(&payload).map_err(|e| corrupted(decode_error(&e)))?;
+        let checkpoint: Checkpoint = if version == 1 {
+            let v1: CheckpointV1 = payload_options(payload_len)
+                .deserialize(&payload)
+                .map_err(|e| corrupted(decode_error(&e)))?;
+            v1.into()
+        } else {
+            payload_options(payload_len).deserialize(&payload).map_err(|e| corrupted(decode_error(&e)))?
+        };
         checkpoint.check_sizes().map_err(corrupted)?;
         Ok(checkpoint)
     }

@@ -1,5 +1,5 @@
 //! `GptConfig`: the shape of a GPT (vocabulary, context, depth, width, heads, dropout,
-//! biases), its validation, and the sizes derived from it (parameter count, FLOPs, the
+//! biases, and the architecture options of [`Arch`]), its validation, and the sizes derived from it (parameter count, FLOPs, the
 //! activation memory of a training step); their overflow-checked forms are in `budget.rs`.
 
 use serde::{Deserialize, Serialize};
@@ -8,7 +8,8 @@ use crate::init::param_specs;
 use crate::ModelError;
 
 /// The hyperparameters that fix a GPT's shape. `bias = false` drops every bias, in the
-/// linear layers and in the layer norms, as nanoGPT does.
+/// linear layers and in the layer norms, as nanoGPT does. `arch` picks the variations of
+/// the architecture; its default is GPT-2's.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GptConfig {
     pub vocab_size: usize,
@@ -18,6 +19,144 @@ pub struct GptConfig {
     pub n_embd: usize,
     pub dropout: f32,
     pub bias: bool,
+    /// Left out (a config written before the options existed): GPT-2's.
+    #[serde(default)]
+    pub arch: Arch,
+}
+
+/// The options of the one GPT that depart from GPT-2 (each the default's alternative that
+/// the small-GPT speedruns measured to learn faster). The train config's `[model]` section
+/// names them `model.norm`, `model.activation`, `model.position`, `model.qk_norm`,
+/// `model.tie_head`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Arch {
+    /// The normalisation of every block's two norms and the final one.
+    pub norm: Norm,
+    /// The MLP's nonlinearity.
+    pub activation: Activation,
+    /// How positions enter: a learned table added to the token embedding, or rotations of
+    /// q and k inside attention.
+    pub position: Position,
+    /// RMS-normalise each head's q and k (no gain) before their dot product.
+    pub qk_norm: bool,
+    /// The output head is the token embedding (GPT-2), or a weight of its own
+    /// (`lm_head.weight`) when false.
+    pub tie_head: bool,
+}
+
+impl Arch {
+    /// GPT-2's architecture: layer norm, GELU, learned positions, no QK-norm, tied head.
+    pub const GPT2: Arch = Arch {
+        norm: Norm::LayerNorm,
+        activation: Activation::Gelu,
+        position: Position::Learned,
+        qk_norm: false,
+        tie_head: true,
+    };
+
+    /// Every option on: RMSNorm, ReLU², rotary positions, QK-norm, an untied head.
+    pub const ALL: Arch = Arch {
+        norm: Norm::RmsNorm,
+        activation: Activation::Relu2,
+        position: Position::Rope,
+        qk_norm: true,
+        tie_head: false,
+    };
+
+    /// Whether this is GPT-2's architecture (what Hugging Face's GPT-2 format can hold).
+    pub fn is_gpt2(&self) -> bool {
+        *self == Arch::GPT2
+    }
+
+    /// The options that differ from GPT-2's, as `model.<name> = value` (empty for GPT-2).
+    pub fn departures(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.norm != Norm::LayerNorm {
+            out.push(format!("model.norm = \"{}\"", self.norm.name()));
+        }
+        if self.activation != Activation::Gelu {
+            out.push(format!("model.activation = \"{}\"", self.activation.name()));
+        }
+        if self.position != Position::Learned {
+            out.push(format!("model.position = \"{}\"", self.position.name()));
+        }
+        if self.qk_norm {
+            out.push("model.qk_norm = true".into());
+        }
+        if !self.tie_head {
+            out.push("model.tie_head = false".into());
+        }
+        out
+    }
+}
+
+impl Default for Arch {
+    fn default() -> Arch {
+        Arch::GPT2
+    }
+}
+
+/// The normalisation layers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Norm {
+    /// (x − mean) / std · gain + shift (the shift only when the model has biases).
+    #[default]
+    LayerNorm,
+    /// x / rms · gain: no mean, no shift (Zhang & Sennrich 2019).
+    RmsNorm,
+}
+
+impl Norm {
+    /// The name in a config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Norm::LayerNorm => "layernorm",
+            Norm::RmsNorm => "rmsnorm",
+        }
+    }
+}
+
+/// The MLP's nonlinearity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// GPT-2's tanh approximation of GELU.
+    #[default]
+    Gelu,
+    /// max(x, 0)² (So et al. 2021, "Primer").
+    Relu2,
+}
+
+impl Activation {
+    /// The name in a config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Gelu => "gelu",
+            Activation::Relu2 => "relu2",
+        }
+    }
+}
+
+/// How the model knows positions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Position {
+    /// A learned table `transformer.wpe.weight` (block_size, C) added to the embeddings.
+    #[default]
+    Learned,
+    /// Rotary embeddings of q and k (base 10000), no table.
+    Rope,
+}
+
+impl Position {
+    /// The name in a config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Position::Learned => "learned",
+            Position::Rope => "rope",
+        }
+    }
 }
 
 impl GptConfig {
@@ -41,6 +180,9 @@ impl GptConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(ModelError::DropoutOutOfRange { dropout: self.dropout });
         }
+        if self.arch.position == Position::Rope && !self.head_size().is_multiple_of(2) {
+            return Err(ModelError::OddHeadSizeForRope { n_embd: self.n_embd, n_head: self.n_head });
+        }
         Ok(())
     }
 
@@ -51,9 +193,12 @@ impl GptConfig {
 
     /// Parameters without the position embedding, as nanoGPT's
     /// `get_num_params(non_embedding=True)` counts them (the token embedding stays, because
-    /// it doubles as the output head).
+    /// it doubles as the output head). With rotary positions there is no table to leave out.
     pub fn num_params_non_embedding(&self) -> usize {
-        self.num_params() - self.block_size * self.n_embd
+        match self.arch.position {
+            Position::Learned => self.num_params() - self.block_size * self.n_embd,
+            Position::Rope => self.num_params(),
+        }
     }
 
     /// Training FLOPs per token (forward + backward), as in the PaLM appendix:
@@ -93,6 +238,7 @@ mod tests {
             n_embd: 32,
             dropout: 0.0,
             bias: true,
+            arch: Arch::GPT2,
         }
     }
 
@@ -118,6 +264,7 @@ mod tests {
             n_embd: 768,
             dropout: 0.0,
             bias: true,
+            arch: Arch::GPT2,
         };
         assert_eq!(gpt2.num_params(), 124_439_808);
         assert_eq!(gpt2.num_params_non_embedding(), 123_653_376);

@@ -3,6 +3,11 @@
 //! 4x MLP with GELU, residual), a final layer norm and an output head tied to the token
 //! embedding. The training forward records on the model's own tape.
 //!
+//! The options of [`crate::Arch`] swap parts of that recipe, not the recipe: RMSNorm for
+//! every layer norm, ReLU² for GELU, rotary embeddings of q and k (after QK-norm, when
+//! both are on) for the position table, QK-norm on the fused q/k/v before attention, and
+//! an output head `lm_head.weight` of its own.
+//!
 //! Each layer is a small struct of parameter ids ([`Linear`], [`LayerNorm`], [`Attention`],
 //! [`Mlp`], [`Block`]) whose `forward` is its recipe. GELU is GPT-2's tanh approximation
 //! (nanoGPT's default `nn.GELU()` is the exact erf form; they differ by about 1e-3).
@@ -14,7 +19,7 @@ use std::collections::HashMap;
 use tensor::{Grads, Rng, Tape, TensorId};
 
 use crate::init::param_specs;
-use crate::GptConfig;
+use crate::{Activation, Arch, GptConfig, Norm, Position};
 
 /// A linear layer: x · weightᵀ + bias, weight (out, in).
 pub(crate) struct Linear {
@@ -28,17 +33,24 @@ impl Linear {
     }
 }
 
-/// Layer normalisation over channels with a gain and (when the model has biases) a shift.
+/// Normalisation over channels: layer norm with a gain and (when the model has biases) a
+/// shift, or RMS norm with a gain.
 pub(crate) struct LayerNorm {
+    pub kind: Norm,
     pub weight: TensorId,
     pub bias: Option<TensorId>,
 }
 
 impl LayerNorm {
-    /// `zero_shift` is a zero constant (C) that stands in for the missing bias.
+    /// `zero_shift` is a zero constant (C) that stands in for a layer norm's missing bias.
     fn forward(&self, tape: &mut Tape, x: TensorId, zero_shift: Option<TensorId>) -> TensorId {
-        let shift = self.bias.or(zero_shift).expect("a model without biases passes a zero shift");
-        tape.layernorm(x, self.weight, shift)
+        match self.kind {
+            Norm::LayerNorm => {
+                let shift = self.bias.or(zero_shift).expect("a model without biases passes a zero shift");
+                tape.layernorm(x, self.weight, shift)
+            }
+            Norm::RmsNorm => tape.rmsnorm(x, self.weight),
+        }
     }
 }
 
@@ -48,7 +60,7 @@ pub(crate) struct Attention {
     pub c_proj: Linear,
 }
 
-/// The feed-forward network: C → 4C, GELU, 4C → C.
+/// The feed-forward network: C → 4C, GELU (or ReLU²), 4C → C.
 pub(crate) struct Mlp {
     pub c_fc: Linear,
     pub c_proj: Linear,
@@ -62,9 +74,10 @@ pub(crate) struct Block {
     pub mlp: Mlp,
 }
 
-/// What one forward needs besides the tape: heads, dropout and the zero shift.
+/// What one forward needs besides the tape: heads, the options, dropout and the zero shift.
 struct Step<'a> {
     n_head: usize,
+    arch: Arch,
     dropout: f32,
     rng: Option<&'a mut Rng>,
     zero_shift: Option<TensorId>,
@@ -83,14 +96,23 @@ impl Block {
     /// x + attn(ln_1(x)), then + mlp(ln_2(x)). x: (B, T, C) → (B, T, C).
     fn forward(&self, tape: &mut Tape, x: TensorId, step: &mut Step) -> TensorId {
         let h = self.ln_1.forward(tape, x, step.zero_shift); // (B, T, C)
-        let qkv = self.attn.c_attn.forward(tape, h); // (B, T, 3C)
+        let mut qkv = self.attn.c_attn.forward(tape, h); // (B, T, 3C)
+        if step.arch.qk_norm {
+            qkv = tape.qk_norm(qkv, step.n_head); // (B, T, 3C)
+        }
+        if step.arch.position == Position::Rope {
+            qkv = tape.rope(qkv, step.n_head); // (B, T, 3C)
+        }
         let y = tape.attention(qkv, step.n_head); // (B, T, C)
         let y = self.attn.c_proj.forward(tape, y); // (B, T, C)
         let y = step.dropout(tape, y); // (B, T, C)
         let x = tape.add(x, y); // (B, T, C)
         let h = self.ln_2.forward(tape, x, step.zero_shift); // (B, T, C)
         let h = self.mlp.c_fc.forward(tape, h); // (B, T, 4C)
-        let h = tape.gelu(h); // (B, T, 4C)
+        let h = match step.arch.activation {
+            Activation::Gelu => tape.gelu(h),
+            Activation::Relu2 => tape.relu2(h),
+        }; // (B, T, 4C)
         let h = self.mlp.c_proj.forward(tape, h); // (B, T, C)
         let h = step.dropout(tape, h); // (B, T, C)
         tape.add(x, h) // (B, T, C)
@@ -100,21 +122,28 @@ impl Block {
 /// The parameter ids of every layer.
 pub(crate) struct Layers {
     pub wte: TensorId,
-    pub wpe: TensorId,
+    /// The position table, with learned positions.
+    pub wpe: Option<TensorId>,
     pub h: Vec<Block>,
     pub ln_f: LayerNorm,
+    /// The output head (V, C): `wte` when tied, else `lm_head.weight`.
+    pub head: TensorId,
 }
 
 impl Layers {
     /// Looks up every layer's parameters by their GPT-2 names.
-    fn from_tape(tape: &Tape, n_layer: usize) -> Layers {
+    fn from_tape(tape: &Tape, n_layer: usize, arch: Arch) -> Layers {
         let ids: HashMap<&str, TensorId> = tape.params().map(|(id, name, _)| (name, id)).collect();
         let get = |name: String| {
             *ids.get(name.as_str()).unwrap_or_else(|| panic!("parameter {name} is registered"))
         };
         let opt = |name: String| ids.get(name.as_str()).copied();
         let linear = |p: &str| Linear { weight: get(format!("{p}.weight")), bias: opt(format!("{p}.bias")) };
-        let norm = |p: &str| LayerNorm { weight: get(format!("{p}.weight")), bias: opt(format!("{p}.bias")) };
+        let norm = |p: &str| LayerNorm {
+            kind: arch.norm,
+            weight: get(format!("{p}.weight")),
+            bias: opt(format!("{p}.bias")),
+        };
         let h = (0..n_layer)
             .map(|i| Block {
                 ln_1: norm(&format!("transformer.h.{i}.ln_1")),
@@ -129,11 +158,13 @@ impl Layers {
                 },
             })
             .collect();
+        let wte = get("transformer.wte.weight".into());
         Layers {
-            wte: get("transformer.wte.weight".into()),
-            wpe: get("transformer.wpe.weight".into()),
+            wte,
+            wpe: opt("transformer.wpe.weight".into()),
             h,
             ln_f: norm("transformer.ln_f"),
+            head: if arch.tie_head { wte } else { get("lm_head.weight".into()) },
         }
     }
 }
@@ -183,7 +214,7 @@ impl Gpt {
             };
             tape.param(&spec.name, value);
         }
-        let layers = Layers::from_tape(&tape, config.n_layer);
+        let layers = Layers::from_tape(&tape, config.n_layer, config.arch);
         Gpt { config, tape, layers, half: HashMap::new() }
     }
 
@@ -224,21 +255,24 @@ impl Gpt {
         tensor::on_pool(move || {
             tape.reset();
             let c = cfg.n_embd;
-            let zero_shift = (!cfg.bias).then(|| tape.constant(&[c], &vec![0.0; c]));
+            let layer_norm = cfg.arch.norm == Norm::LayerNorm;
+            let zero_shift = (!cfg.bias && layer_norm).then(|| tape.constant(&[c], &vec![0.0; c]));
             let dropout = cfg.dropout;
             let rng = dropout_rng.filter(|_| dropout > 0.0);
-            let mut step = Step { n_head: cfg.n_head, dropout, rng, zero_shift };
-            let positions: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
+            let mut step = Step { n_head: cfg.n_head, arch: cfg.arch, dropout, rng, zero_shift };
 
-            let tok_emb = tape.embedding(layers.wte, tokens, &[b, t]); // (B, T, C)
-            let pos_emb = tape.embedding(layers.wpe, &positions, &[b, t]); // (B, T, C)
-            let x = tape.add(tok_emb, pos_emb); // (B, T, C)
+            let mut x = tape.embedding(layers.wte, tokens, &[b, t]); // (B, T, C)
+            if let Some(wpe) = layers.wpe {
+                let positions: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
+                let pos_emb = tape.embedding(wpe, &positions, &[b, t]); // (B, T, C)
+                x = tape.add(x, pos_emb); // (B, T, C)
+            }
             let mut x = step.dropout(tape, x); // (B, T, C)
             for block in &layers.h {
                 x = block.forward(tape, x, &mut step); // (B, T, C)
             }
             let x = layers.ln_f.forward(tape, x, zero_shift); // (B, T, C)
-            let logits = tape.matmul(x, layers.wte, None); // (B, T, V), head tied to wte
+            let logits = tape.matmul(x, layers.head, None); // (B, T, V), head tied to wte unless untied
             let loss = targets.map(|targets| tape.cross_entropy(logits, targets, None)); // ()
             ForwardOutput { logits, loss }
         })

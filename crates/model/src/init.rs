@@ -10,13 +10,18 @@
 //! each. The output head has no parameter of its own: it is `transformer.wte.weight`
 //! (tied), so HF's `lm_head.weight` maps to `wte` too.
 //!
+//! The options of [`crate::Arch`] change the list: rotary positions drop
+//! `transformer.wpe.weight`; RMSNorm keeps each norm's gain (`.weight`) and never has a
+//! shift (`.bias`), whatever `bias` says; an untied head adds `lm_head.weight` (V, C),
+//! N(0, 0.02²), last. ReLU² and QK-norm add no parameters (QK-norm has no gain).
+//!
 //! Initialisation (GPT-2 / nanoGPT): linear weights and both embeddings ~ N(0, 0.02²);
 //! the two residual projections (`attn.c_proj`, `mlp.c_proj`) ~ N(0, (0.02/√(2·n_layer))²);
 //! biases 0; layer-norm gains 1 and shifts 0.
 
 use tensor::{Rng, Tensor};
 
-use crate::GptConfig;
+use crate::{GptConfig, Norm, Position};
 
 /// How one parameter starts.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -54,13 +59,14 @@ pub fn param_specs(config: &GptConfig) -> Vec<ParamSpec> {
     let (v, t, c) = (config.vocab_size, config.block_size, config.n_embd);
     let std = 0.02;
     let proj_std = 0.02 / ((2 * config.n_layer) as f32).sqrt();
-    let mut specs = vec![
-        ParamSpec::new("transformer.wte.weight".into(), &[v, c], Init::Normal { std }),
-        ParamSpec::new("transformer.wpe.weight".into(), &[t, c], Init::Normal { std }),
-    ];
+    let arch = config.arch;
+    let mut specs = vec![ParamSpec::new("transformer.wte.weight".into(), &[v, c], Init::Normal { std })];
+    if arch.position == Position::Learned {
+        specs.push(ParamSpec::new("transformer.wpe.weight".into(), &[t, c], Init::Normal { std }));
+    }
     let layernorm = |specs: &mut Vec<ParamSpec>, prefix: &str| {
         specs.push(ParamSpec::new(format!("{prefix}.weight"), &[c], Init::Constant(1.0)));
-        if config.bias {
+        if config.bias && arch.norm == Norm::LayerNorm {
             specs.push(ParamSpec::new(format!("{prefix}.bias"), &[c], Init::Constant(0.0)));
         }
     };
@@ -80,6 +86,9 @@ pub fn param_specs(config: &GptConfig) -> Vec<ParamSpec> {
         linear(&mut specs, &format!("{h}.mlp.c_proj"), c, 4 * c, proj_std);
     }
     layernorm(&mut specs, "transformer.ln_f");
+    if !arch.tie_head {
+        specs.push(ParamSpec::new("lm_head.weight".into(), &[v, c], Init::Normal { std }));
+    }
     specs
 }
 
@@ -97,6 +106,7 @@ mod tests {
             n_embd: 8,
             dropout: 0.0,
             bias: true,
+            arch: crate::Arch::GPT2,
         };
         let names: Vec<String> = param_specs(&cfg).into_iter().map(|p| p.name).collect();
         let expected = [
@@ -120,5 +130,12 @@ mod tests {
         assert_eq!(names, expected);
         let no_bias = GptConfig { bias: false, ..cfg };
         assert!(param_specs(&no_bias).iter().all(|p| !p.name.ends_with(".bias")));
+        // Every option: no wpe, no norm shifts (the linear biases stay), a head of its own.
+        let all = GptConfig { arch: crate::Arch::ALL, ..cfg };
+        let names: Vec<String> = param_specs(&all).into_iter().map(|p| p.name).collect();
+        let dropped = |n: &str| n.contains("wpe") || (n.contains("ln_") && n.ends_with(".bias"));
+        let mut expected: Vec<&str> = expected.iter().copied().filter(|n| !dropped(n)).collect();
+        expected.push("lm_head.weight");
+        assert_eq!(names, expected);
     }
 }

@@ -2,7 +2,8 @@
 //! a prompt, and the residual stream (the hidden state) of each position after each block.
 //!
 //! Both come from one prefill of the KV-cache path (`kv_cache.rs`), observed after each
-//! block: the block's own q (in the fed rows) and keys (in the cache) give the weights
+//! block: the block's own q (in the fed rows) and keys (in the cache), after QK-norm and
+//! rotary embeddings when the model has them, give the weights
 //! softmax(q_h · K_hᵀ / √hs) that its attention used, row i over positions 0..=i, and the
 //! fed rows' residual stream is the hidden state. Nothing here changes what the model
 //! computes; the tests hold both equal to the training forward's.
@@ -21,7 +22,8 @@ pub struct Trace {
     /// (n_layer, n_head, T, T): row i holds position i's weights over positions 0..=i
     /// (they sum to 1) and zeros after it.
     pub attention: Vec<f32>,
-    /// (n_layer + 1, T, C): the input of the first block (token + position embeddings),
+    /// (n_layer + 1, T, C): the input of the first block (token + position embeddings,
+    /// or the token's alone with rotary positions),
     /// then the residual stream after each block.
     pub hidden: Vec<f32>,
 }
@@ -85,10 +87,8 @@ impl Gpt {
             self.forward_rows(&mut cache, tokens, Feed::Positions { text: 0 }, &mut after_block)
         });
         // The first block's input: token plus position embedding, as forward_rows builds it.
-        let (wte, wpe) = (self.tape.data(self.layers.wte), self.tape.data(self.layers.wpe));
         for (p, (x, &token)) in trace.hidden[..t * c].chunks_exact_mut(c).zip(tokens).enumerate() {
-            let (e, q) = (&wte[token as usize * c..][..c], &wpe[p * c..][..c]);
-            x.iter_mut().zip(e.iter().zip(q)).for_each(|(x, (e, q))| *x = e + q);
+            self.embed(x, token, p);
         }
         trace
     }
@@ -109,6 +109,7 @@ mod tests {
             n_embd: 32,
             dropout: 0.0,
             bias,
+            arch: crate::Arch::GPT2,
         };
         let mut gpt = Gpt::new(config, 7);
         crate::testing::randomise(&mut gpt, 8);

@@ -33,12 +33,13 @@
 use std::fmt;
 
 use tensor::kernels::{
-    attend, gelu_in_place, layernorm, linear, linear_rows, to_bf16, Weights, PARALLEL_MATVEC,
+    attend, gelu_in_place, layernorm, linear, linear_rows, qk_norm_in_place, relu2_in_place, rmsnorm,
+    rope_angles, rotate_qk, to_bf16, Weights, PARALLEL_MATVEC,
 };
 use tensor::{Tape, TensorId};
 
 use crate::gpt::{Block, LayerNorm, Linear};
-use crate::Gpt;
+use crate::{Activation, Gpt, Norm, Position};
 
 /// The number format of the weights the KV-cache path streams.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -80,6 +81,10 @@ pub struct KvCache {
     probs: Vec<f32>,
     /// The zero shift of layer norms in a model without biases (C).
     zeros: Vec<f32>,
+    /// One head's values (hs), scratch for QK-norm.
+    head: Vec<f32>,
+    /// cos and sin of one position's rotary angles (hs/2 each).
+    angles: (Vec<f32>, Vec<f32>),
     /// Each text's logits for its next token (texts, vocab_size).
     logits: Vec<f32>,
 }
@@ -185,7 +190,7 @@ impl Gpt {
             let layers = &self.layers;
             let blocks = layers.h.iter();
             let linears = blocks.flat_map(|b| [&b.attn.c_attn, &b.attn.c_proj, &b.mlp.c_fc, &b.mlp.c_proj]);
-            for id in linears.map(|l| l.weight).chain([layers.wte]) {
+            for id in linears.map(|l| l.weight).chain([layers.head]) {
                 self.half.insert(id, to_bf16(self.tape.data(id)));
             }
         }
@@ -230,6 +235,8 @@ impl Gpt {
             scores: vec![0.0; cfg.n_head * t],
             probs: vec![0.0; cfg.n_head * t],
             zeros: vec![0.0; c],
+            head: vec![0.0; cfg.head_size()],
+            angles: (vec![0.0; cfg.head_size() / 2], vec![0.0; cfg.head_size() / 2]),
             logits: vec![0.0; texts * cfg.vocab_size],
         }
     }
@@ -299,6 +306,20 @@ impl Gpt {
         }
     }
 
+    /// The first block's input for `token` at position `pos`: its embedding, plus the
+    /// position's row of the table with learned positions. x: (C).
+    pub(crate) fn embed(&self, x: &mut [f32], token: u32, pos: usize) {
+        let c = x.len();
+        let t = &self.tape.data(self.layers.wte)[token as usize * c..][..c];
+        match self.layers.wpe {
+            Some(wpe) => {
+                let p = &self.tape.data(wpe)[pos * c..][..c];
+                x.iter_mut().zip(t.iter().zip(p)).for_each(|(x, (t, p))| *x = t + p);
+            }
+            None => x.copy_from_slice(t),
+        }
+    }
+
     /// Runs n tokens through every block as one (n, C) matrix, the recipe of
     /// [`Gpt::forward`] on new positions only: their keys and values go into the cache,
     /// the logits of each text's last new position into `cache.logits`.
@@ -314,19 +335,16 @@ impl Gpt {
         let (n, c, v) = (tokens.len(), self.config.n_embd, self.config.vocab_size);
         let layers = &self.layers;
         cache.rows.resize(n, c);
-        let (wte, wpe) = (self.tape.data(layers.wte), self.tape.data(layers.wpe));
         for (i, (x, &token)) in cache.rows.x.chunks_exact_mut(c).zip(tokens).enumerate() {
             let (_, pos) = feed.at(i, &cache.lens);
-            let (t, p) = (&wte[token as usize * c..][..c], &wpe[pos * c..][..c]);
-            x.iter_mut().zip(t.iter().zip(p)).for_each(|(x, (t, p))| *x = t + p);
-            // (n, C)
+            self.embed(x, token, pos); // (n, C)
         }
         for (l, block) in layers.h.iter().enumerate() {
             block.forward_cached(self, cache, l, feed); // (n, C)
             after_block(l, cache);
         }
         let rows = &mut cache.rows;
-        let head = self.weights(layers.wte); // tied to wte
+        let head = self.weights(layers.head); // wte when tied
         match feed {
             Feed::Positions { text } => {
                 cache.lens[text] += n;
@@ -350,9 +368,8 @@ impl Block {
     /// its text's cached positions), whose keys and values go into layer `layer`'s part of
     /// the cache. x: (n, C) → (n, C). [`Block::forward`] without dropout.
     fn forward_cached(&self, gpt: &Gpt, cache: &mut KvCache, layer: usize, feed: Feed) {
-        let n_head = gpt.config.n_head;
-        let n_layer = gpt.config.n_layer;
-        let KvCache { lens, capacity, k, v, rows, scores, probs, zeros, .. } = cache;
+        let (n_head, n_layer, arch) = (gpt.config.n_head, gpt.config.n_layer, gpt.config.arch);
+        let KvCache { lens, capacity, k, v, rows, scores, probs, zeros, head, angles, .. } = cache;
         let Rows { x, normed, qkv, att, hidden, branch } = rows;
         let c = zeros.len();
         let n = x.len() / c;
@@ -360,6 +377,16 @@ impl Block {
         let layer_kv = |s: usize| (s * n_layer + layer) * *capacity * c;
         self.ln_1.forward_cached(&gpt.tape, normed, x, zeros); // (n, C)
         self.attn.c_attn.forward_cached(gpt, qkv, normed, feed); // (n, 3C)
+        if arch.qk_norm {
+            qk_norm_in_place(qkv, n_head, head); // (n, 3C)
+        }
+        if arch.position == Position::Rope {
+            for (i, row) in qkv.chunks_exact_mut(3 * c).enumerate() {
+                let (cos, sin) = (&mut angles.0, &mut angles.1);
+                rope_angles(feed.at(i, lens).1, cos, sin);
+                rotate_qk(row, n_head, cos, sin, false); // (1, 3C)
+            }
+        }
         for (i, qkv) in qkv.chunks_exact(3 * c).enumerate() {
             let (s, pos) = feed.at(i, lens);
             let at = layer_kv(s) + pos * c;
@@ -386,7 +413,10 @@ impl Block {
         x.iter_mut().zip(branch.iter()).for_each(|(x, y)| *x += y); // (n, C)
         self.ln_2.forward_cached(&gpt.tape, normed, x, zeros); // (n, C)
         self.mlp.c_fc.forward_cached(gpt, hidden, normed, feed); // (n, 4C)
-        gelu_in_place(hidden); // (n, 4C)
+        match arch.activation {
+            Activation::Gelu => gelu_in_place(hidden),   // (n, 4C)
+            Activation::Relu2 => relu2_in_place(hidden), // (n, 4C)
+        }
         self.mlp.c_proj.forward_cached(gpt, branch, hidden, feed); // (n, C)
         x.iter_mut().zip(branch.iter()).for_each(|(x, y)| *x += y); // (n, C)
     }
@@ -408,10 +438,15 @@ impl Linear {
 
 impl LayerNorm {
     /// Each row of x (n, C) normalised without the tape; `zeros` (C) stands in for the
-    /// shift of a model without biases.
+    /// shift of a layer norm in a model without biases.
     fn forward_cached(&self, tape: &Tape, out: &mut [f32], x: &[f32], zeros: &[f32]) {
-        let shift = self.bias.map_or(zeros, |b| tape.data(b));
-        layernorm(out, x, (tape.data(self.weight), shift));
+        match self.kind {
+            Norm::LayerNorm => {
+                let shift = self.bias.map_or(zeros, |b| tape.data(b));
+                layernorm(out, x, (tape.data(self.weight), shift));
+            }
+            Norm::RmsNorm => rmsnorm(out, x, tape.data(self.weight)),
+        }
     }
 }
 
@@ -430,7 +465,16 @@ mod tests {
     }
 
     fn config(n_embd: usize, bias: bool) -> GptConfig {
-        GptConfig { vocab_size: 37, block_size: 24, n_layer: 2, n_head: 4, n_embd, dropout: 0.0, bias }
+        GptConfig {
+            vocab_size: 37,
+            block_size: 24,
+            n_layer: 2,
+            n_head: 4,
+            n_embd,
+            dropout: 0.0,
+            bias,
+            arch: crate::Arch::GPT2,
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Quill's model crate: [`GptConfig`], the [`Gpt`] (learned token and position
-//! embeddings, pre-LN blocks, tied output head), GPT-2 initialisation and parameter names,
+//! Quill's model crate: [`GptConfig`], the [`Gpt`] (GPT-2's learned token and position
+//! embeddings, pre-LN blocks and tied output head, with the options of [`Arch`]: RMSNorm,
+//! ReLU², rotary positions, QK-norm, an untied head), GPT-2 initialisation and parameter names,
 //! the training forward (recorded on the tape), an inference path with a KV cache, and
 //! the [`checkpoint`] file that the trainer writes and the sampler reads.
 //!
@@ -22,7 +23,7 @@ pub mod sampling;
 #[doc(hidden)]
 pub mod testing;
 
-pub use config::GptConfig;
+pub use config::{Activation, Arch, GptConfig, Norm, Position};
 pub use gpt::{ForwardOutput, Gpt};
 pub use inspect::Trace;
 pub use kv_cache::{Dtype, KvCache};
@@ -41,6 +42,11 @@ pub enum ModelError {
     /// A dropout probability outside [0, 1).
     #[error("model.dropout = {dropout} is outside [0, 1); use 0.0 for none, 0.1-0.2 for small data")]
     DropoutOutOfRange { dropout: f32 },
+    /// Rotary embeddings rotate pairs of channels, so each head needs an even width.
+    #[error(
+        "model.position = \"rope\" needs an even head size, but model.n_embd = {n_embd} / model.n_head = {n_head} is odd; change n_embd or n_head"
+    )]
+    OddHeadSizeForRope { n_embd: usize, n_head: usize },
     /// A size whose memory does not fit in 64 bits; `field` is the dotted name
     /// (`model.n_embd`, `train.batch_size`).
     #[error("{field} = {value} makes the memory it needs overflow 64 bits; use a smaller value")]

@@ -9,7 +9,16 @@ use model::checkpoint::{Checkpoint, CheckpointError, OptimizerState, FORMAT_VERS
 use model::{Gpt, GptConfig};
 
 fn tiny() -> GptConfig {
-    GptConfig { vocab_size: 40, block_size: 8, n_layer: 2, n_head: 2, n_embd: 16, dropout: 0.1, bias: true }
+    GptConfig {
+        vocab_size: 40,
+        block_size: 8,
+        n_layer: 2,
+        n_head: 2,
+        n_embd: 16,
+        dropout: 0.1,
+        bias: true,
+        arch: model::Arch::GPT2,
+    }
 }
 
 fn checkpoint_of(gpt: &Gpt) -> Checkpoint {
@@ -151,8 +160,12 @@ fn a_newer_format_says_which_version_this_build_reads() {
     write_with_header(&path, FORMAT_VERSION + 1, &bytes[HEADER_LEN..]);
     let err = Checkpoint::load(&path).expect_err("newer");
     println!("{err}");
-    assert!(matches!(err, CheckpointError::NewerVersion { found: 2, supported: 1, .. }), "{err}");
-    assert!(err.to_string().contains("reads (version 1)"), "{err}");
+    assert!(
+        matches!(err, CheckpointError::NewerVersion { found, supported, .. }
+            if found == FORMAT_VERSION + 1 && supported == FORMAT_VERSION),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&format!("reads (version {FORMAT_VERSION})")), "{err}");
 }
 
 #[test]
@@ -298,4 +311,41 @@ fn a_config_claiming_a_huge_model_is_refused_before_the_model_is_allocated() {
     ckpt.save(&path).expect("save");
     let err = Checkpoint::load(&path).unwrap_err().to_string();
     assert!(err.contains("model.n_embd = 1099511627776"), "{err}");
+}
+
+/// `fixtures/checkpoint_v1.ckpt` was written by the model crate as it was before format
+/// version 2 (that of commit defd205): a 1-layer GPT (vocab 12, block 6, 2 heads of 4, biases), seed 5, weights
+/// randomised with `testing::randomise(.., 6)`. It loads as GPT-2's architecture and
+/// computes what it computed then: the logits of the last of tokens [1, 5, 9, 2, 11, 0].
+#[test]
+fn a_version_1_checkpoint_loads_as_gpt2s_architecture() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/checkpoint_v1.ckpt");
+    let bytes = std::fs::read(&path).expect("the fixture");
+    assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")), 1, "a version-1 file");
+    let ckpt = Checkpoint::load(&path).expect("a version-1 checkpoint loads");
+    assert_eq!(ckpt.model.arch, model::Arch::GPT2);
+    assert_eq!((ckpt.model.vocab_size, ckpt.model.n_layer, ckpt.step), (12, 1, 3));
+    let mut gpt = ckpt.to_model().expect("the model");
+    let out = gpt.forward(&[1, 5, 9, 2, 11, 0], None, 1, 6, None);
+    let logits = gpt.tape.data(out.logits);
+    let then = [
+        0.8379622,
+        -1.1724373,
+        -0.63043267,
+        1.1183763,
+        -1.6408077,
+        -1.9886962,
+        -0.19692558,
+        -0.33235678,
+        -0.7903157,
+        -0.71098995,
+        -1.8818562,
+        1.0755765,
+    ];
+    assert_eq!(&logits[5 * 12..], &then, "the same logits as the code that wrote it");
+    // Saved again, it is a current-version file with the same model.
+    let dir = tempfile::tempdir().expect("temp dir");
+    ckpt.save(&dir.path().join("again.ckpt")).expect("save");
+    let again = Checkpoint::load(&dir.path().join("again.ckpt")).expect("load");
+    assert_eq!(again, ckpt);
 }

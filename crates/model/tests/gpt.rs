@@ -6,7 +6,16 @@ use model::{Gpt, GptConfig};
 use tensor::{Grads, Rng};
 
 fn tiny(bias: bool) -> GptConfig {
-    GptConfig { vocab_size: 50, block_size: 12, n_layer: 2, n_head: 4, n_embd: 32, dropout: 0.0, bias }
+    GptConfig {
+        vocab_size: 50,
+        block_size: 12,
+        n_layer: 2,
+        n_head: 4,
+        n_embd: 32,
+        dropout: 0.0,
+        bias,
+        arch: model::Arch::GPT2,
+    }
 }
 
 fn random_tokens(n: usize, vocab: usize, rng: &mut Rng) -> Vec<u32> {
@@ -172,7 +181,9 @@ fn cached_logits_equal_the_full_forward_at_every_position() {
     // The last model is wide and long enough that its matrix-vector products, a step's
     // attention heads and a prefill's attention rows all run in parallel.
     let wide = GptConfig { block_size: 96, n_layer: 1, n_head: 3, n_embd: 192, ..tiny(true) };
-    for config in [tiny(true), tiny(false), wide] {
+    // Every architecture option on, narrow and wide.
+    let all = |config: &GptConfig| GptConfig { arch: model::Arch::ALL, ..config.clone() };
+    for config in [tiny(true), tiny(false), wide.clone(), all(&tiny(false)), all(&wide)] {
         let (bias, c) = (config.bias, config.n_embd);
         let (v, t) = (config.vocab_size, config.block_size);
         let mut gpt = Gpt::new(config.clone(), 11);
@@ -223,6 +234,7 @@ fn overfits_one_batch() {
         n_embd: 32,
         dropout: 0.0,
         bias: true,
+        arch: model::Arch::GPT2,
     };
     let (b, t) = (2, 8);
     let mut gpt = Gpt::new(config.clone(), 21);

@@ -22,6 +22,7 @@ fn write_checkpoint(path: &Path) {
         n_embd: 16,
         dropout: 0.0,
         bias: true,
+        arch: model::Arch::GPT2,
     };
     let gpt = Gpt::new(config.clone(), 7);
     let ckpt = Checkpoint {

@@ -9,7 +9,16 @@ use model::{Gpt, GptConfig};
 use tensor::Rng;
 
 fn tiny_config(block_size: usize) -> GptConfig {
-    GptConfig { vocab_size: 23, block_size, n_layer: 2, n_head: 2, n_embd: 16, dropout: 0.0, bias: true }
+    GptConfig {
+        vocab_size: 23,
+        block_size,
+        n_layer: 2,
+        n_head: 2,
+        n_embd: 16,
+        dropout: 0.0,
+        bias: true,
+        arch: model::Arch::GPT2,
+    }
 }
 
 /// A random tiny model whose token embedding (tied to the head) is scaled up by `scale`,

@@ -102,6 +102,29 @@ pub enum Op {
     Relu {
         n: usize,
     },
+    /// ReLU squared, max(x, 0)².
+    Relu2 {
+        n: usize,
+    },
+    /// Row-wise RMS norm with a gain; inputs `[x, gamma]`; saved `[rstd]`.
+    RmsNorm {
+        n: usize,
+        c: usize,
+    },
+    /// QK-norm of fused q/k/v rows (n, 3·nh·hs): each head's q and k RMS-normalised, no
+    /// gain; saved `[rstd]`, (n, 2·nh).
+    QkNorm {
+        n: usize,
+        nh: usize,
+        hs: usize,
+    },
+    /// Rotary position embeddings of the q and k heads of fused q/k/v rows (b, t, 3·nh·hs).
+    Rope {
+        b: usize,
+        t: usize,
+        nh: usize,
+        hs: usize,
+    },
     /// Row-wise softmax over the last dimension; backward reads its own output.
     Softmax {
         n: usize,
@@ -194,6 +217,10 @@ impl Op {
             Op::LayerNorm { .. } => "layernorm",
             Op::Gelu { .. } => "gelu",
             Op::Relu { .. } => "relu",
+            Op::Relu2 { .. } => "relu2",
+            Op::RmsNorm { .. } => "rmsnorm",
+            Op::QkNorm { .. } => "qk_norm",
+            Op::Rope { .. } => "rope",
             Op::Softmax { .. } => "softmax",
             Op::Attention { .. } => "attention",
             Op::CrossEntropy { .. } => "cross_entropy",
@@ -417,6 +444,12 @@ impl Tape {
             Op::LayerNorm { n, c } => ops::layernorm::backward(self, rec, dout, grads, *n, *c),
             Op::Gelu { n } => ops::elementwise::gelu_backward(self, rec, dout, grads, *n),
             Op::Relu { n } => ops::elementwise::relu_backward(self, rec, dout, grads, *n),
+            Op::Relu2 { n } => ops::elementwise::relu2_backward(self, rec, dout, grads, *n),
+            Op::RmsNorm { n, c } => ops::rmsnorm::backward(self, rec, dout, grads, *n, *c),
+            Op::QkNorm { n, nh, hs } => {
+                ops::rmsnorm::qk_norm_backward_op(self, rec, dout, grads, *n, *nh, *hs)
+            }
+            Op::Rope { b, t, nh, hs } => ops::rope::backward(rec, dout, grads, *b, *t, *nh, *hs),
             Op::Softmax { n, c } => ops::softmax::backward(self, rec, dout, grads, *n, *c),
             Op::Attention { b, t, nh, hs } => {
                 ops::attention::backward(self, rec, dout, grads, *b, *t, *nh, *hs)

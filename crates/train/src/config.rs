@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use model::{Activation, Norm, Position};
+
 use crate::TrainError;
 
 /// The whole run configuration, as written to `runs/NAME/config.toml`.
@@ -31,6 +33,17 @@ pub struct ModelSection {
     pub dropout: f32,
     /// Biases in Linear layers and LayerNorms.
     pub bias: bool,
+    /// "layernorm" (GPT-2) or "rmsnorm" (a gain only, no shift).
+    pub norm: Norm,
+    /// The MLP's nonlinearity: "gelu" (GPT-2) or "relu2" (max(x, 0)²).
+    pub activation: Activation,
+    /// "learned" (GPT-2's position table) or "rope" (rotary embeddings of q and k, base
+    /// 10000; the head size must be even).
+    pub position: Position,
+    /// RMS-normalise each head's q and k before attention (no gain).
+    pub qk_norm: bool,
+    /// Output head tied to the token embedding (GPT-2), or its own `lm_head.weight`.
+    pub tie_head: bool,
     /// Weights to fine-tune from (nanoGPT's name): a Quill checkpoint file, a run folder
     /// (its best.ckpt, else latest.ckpt) or a Hugging Face GPT-2 folder. The fields above
     /// then come from the weights; the config may leave them out, lower block_size (the
@@ -129,6 +142,11 @@ impl Default for ModelSection {
             block_size: 64,
             dropout: 0.0,
             bias: false,
+            norm: Norm::LayerNorm,
+            activation: Activation::Gelu,
+            position: Position::Learned,
+            qk_norm: false,
+            tie_head: true,
             init_from: None,
             given: Vec::new(),
         }

@@ -2,7 +2,8 @@
 //! instead of a fresh initialisation. The weights come from a Quill checkpoint, a run
 //! folder or a Hugging Face GPT-2 folder (imported by the convert crate). They decide the
 //! model's shape, so the config's `[model]` fields are filled in from them, and a field the
-//! config gives must agree: dropout may differ, and block_size may be lowered (the position
+//! config gives must agree (the architecture options too: `model.norm`, `model.position`,
+//! ...): dropout may differ, and block_size may be lowered (the position
 //! table is cropped, as nanoGPT's `crop_block_size` does). The dataset must use the
 //! weights' tokenizer. Only the weights are taken: AdamW starts fresh, at step 0. A
 //! fine-tuning run records init_from in its config.toml; resuming it reads its own
@@ -93,6 +94,26 @@ impl InitWeights {
             return Err(mismatch("bias", m.bias.to_string(), w.bias.to_string()));
         }
         m.bias = w.bias;
+        // The architecture options come from the weights too.
+        let a = w.arch;
+        for (field, config, weights) in [
+            ("norm", m.norm.name(), a.norm.name()),
+            ("activation", m.activation.name(), a.activation.name()),
+            ("position", m.position.name(), a.position.name()),
+        ] {
+            if is_given(field) && config != weights {
+                return Err(mismatch(field, config.into(), weights.into()));
+            }
+        }
+        for (field, config, weights) in
+            [("qk_norm", m.qk_norm, a.qk_norm), ("tie_head", m.tie_head, a.tie_head)]
+        {
+            if is_given(field) && config != weights {
+                return Err(mismatch(field, config.to_string(), weights.to_string()));
+            }
+        }
+        (m.norm, m.activation, m.position, m.qk_norm, m.tie_head) =
+            (a.norm, a.activation, a.position, a.qk_norm, a.tie_head);
         Ok(())
     }
 

@@ -420,6 +420,13 @@ fn model_config(config: &Config, vocab_size: usize) -> GptConfig {
         n_embd: m.n_embd,
         dropout: m.dropout,
         bias: m.bias,
+        arch: model::Arch {
+            norm: m.norm,
+            activation: m.activation,
+            position: m.position,
+            qk_norm: m.qk_norm,
+            tie_head: m.tie_head,
+        },
     }
 }
 

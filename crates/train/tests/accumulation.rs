@@ -15,6 +15,7 @@ fn four_micro_batches_of_two_equal_one_batch_of_eight() {
         n_embd: 16,
         dropout: 0.0,
         bias: true,
+        arch: model::Arch::GPT2,
     };
     let (b, t) = (8, 8);
     let mut gpt = Gpt::new(config, 5);

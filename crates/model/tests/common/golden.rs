@@ -33,13 +33,20 @@ impl Golden {
     }
 
     pub fn load() -> Golden {
+        Golden::load_named("golden")
+    }
+
+    /// The fixture `<stem>.json` + `<stem>.bin` (`golden`, or `golden_rope` and the other
+    /// fixtures of `scripts/golden_arch.py`).
+    pub fn load_named(stem: &str) -> Golden {
         let dir = Golden::dir();
-        let text =
-            std::fs::read_to_string(dir.join("golden.json")).expect("golden.json (run scripts/golden.py)");
-        let json: Value = serde_json::from_str(&text).expect("golden.json parses");
+        let text = std::fs::read_to_string(dir.join(format!("{stem}.json")))
+            .unwrap_or_else(|e| panic!("{stem}.json (run scripts/golden.py or golden_arch.py): {e}"));
+        let json: Value = serde_json::from_str(&text).expect("the fixture's json parses");
         assert_eq!(json["format"], "quill-golden");
-        assert_eq!(json["version"], 1, "golden.json: unknown fixture version");
-        let bytes = std::fs::read(dir.join("golden.bin")).expect("golden.bin (run scripts/golden.py)");
+        assert_eq!(json["version"], 1, "{stem}.json: unknown fixture version");
+        let bytes = std::fs::read(dir.join(format!("{stem}.bin")))
+            .unwrap_or_else(|e| panic!("{stem}.bin (run scripts/golden.py or golden_arch.py): {e}"));
         let floats: Vec<f32> =
             bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
         let mut tensors = HashMap::new();

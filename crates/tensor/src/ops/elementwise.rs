@@ -182,6 +182,26 @@ pub mod kernels {
         map_into(out, x, |x| if x > 0.0 { x } else { 0.0 });
     }
 
+    /// ReLU squared (So et al. 2021, "Primer"), max(x, 0)², of one value.
+    #[inline(always)]
+    pub fn relu2(x: f32) -> f32 {
+        if x > 0.0 {
+            x * x
+        } else {
+            0.0
+        }
+    }
+
+    /// out = max(x, 0)².  x: (n)  →  out: (n). Saves nothing (backward reads x).
+    pub fn relu2_forward(out: &mut [f32], x: &[f32]) {
+        map_into(out, x, relu2);
+    }
+
+    /// Backward of ReLU²: dx (n) += dout ⊙ 2·max(x, 0) (or, unless `accumulate`, dx = that).
+    pub fn relu2_backward(dx: &mut [f32], dout: &[f32], x: &[f32], accumulate: bool) {
+        scaled_into(dx, dout, x, accumulate, |x| if x > 0.0 { 2.0 * x } else { 0.0 });
+    }
+
     /// Backward of ReLU: dx (n) += dout where x > 0 (the derivative at 0 is taken as 0, as
     /// PyTorch does).
     pub fn relu_backward(dx: &mut [f32], dout: &[f32], x: &[f32]) {
@@ -232,6 +252,12 @@ impl Tape {
     pub fn relu(&mut self, x: TensorId) -> TensorId {
         let n = self.value(x).numel();
         self.unary(x, Op::Relu { n }, kernels::relu_forward)
+    }
+
+    /// max(x, 0)², elementwise.
+    pub fn relu2(&mut self, x: TensorId) -> TensorId {
+        let n = self.value(x).numel();
+        self.unary(x, Op::Relu2 { n }, kernels::relu2_forward)
     }
 
     /// Runs a one-input elementwise forward kernel into a new tensor shaped like x.
@@ -300,6 +326,12 @@ pub(crate) fn relu_backward(tape: &Tape, rec: &Record, dout: &[f32], grads: &mut
     kernels::relu_backward(grads.slot(x, n), dout, tape.data(x));
 }
 
+pub(crate) fn relu2_backward(tape: &Tape, rec: &Record, dout: &[f32], grads: &mut Grads, n: usize) {
+    let x = rec.inputs[0];
+    let (dx, accumulate) = grads.slot_to_write(x, n);
+    kernels::relu2_backward(dx, dout, tape.data(x), accumulate);
+}
+
 #[cfg(test)]
 mod tests {
     use super::kernels::*;
@@ -327,6 +359,12 @@ mod tests {
         gradcheck("scale", &[&a], |tape, t| tape.scale(t[0], -1.7));
         gradcheck("gelu", &[&a], |tape, t| tape.gelu(t[0]));
         gradcheck("relu", &[&x], |tape, t| tape.relu(t[0]));
+        gradcheck("relu2", &[&x], |tape, t| tape.relu2(t[0]));
+        gradcheck("relu2 (x, x)", &[&x], |tape, t| {
+            let a = tape.relu2(t[0]);
+            let b = tape.relu2(t[0]);
+            tape.add(a, b)
+        });
     }
 
     #[test]

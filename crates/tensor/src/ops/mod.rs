@@ -14,6 +14,8 @@ pub mod exp;
 pub mod layernorm;
 pub mod matmul;
 pub mod reduce;
+pub mod rmsnorm;
+pub mod rope;
 pub mod rows;
 pub mod shape;
 pub mod softmax;

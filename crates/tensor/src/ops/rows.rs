@@ -23,9 +23,10 @@ use rayon::prelude::*;
 
 use crate::gemm::{gemm, Mat};
 use crate::ops::bf16::{Bf16, WeightElem};
-use crate::ops::elementwise::kernels::gelu;
+use crate::ops::elementwise::kernels::{gelu, relu2};
 use crate::ops::exp::exp;
 use crate::ops::layernorm::EPS;
+use crate::ops::rmsnorm::normalize_rows;
 use crate::simd::simd_dispatch;
 
 /// Layer norm of each row of x (the tape's `layernorm`, row by row, without rayon):
@@ -47,6 +48,38 @@ fn layernorm_row(out: &mut [f32], x: &[f32], (gain, shift): (&[f32], &[f32])) {
     for (((o, &v), &g), &b) in out.iter_mut().zip(x).zip(gain).zip(shift) {
         *o = (v - mean) * rstd * g + b;
     }
+}
+
+/// RMS norm of each row of x (the tape's `rmsnorm`, row by row, without rayon: the same
+/// bits): out = x / √(mean(x²) + EPS) · gain.  x, out: (n, C)  gain: (C).
+pub fn rmsnorm(out: &mut [f32], x: &[f32], gain: &[f32]) {
+    let c = gain.len();
+    debug_assert!(out.len() == x.len() && x.len().is_multiple_of(c.max(1)));
+    for (out, x) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+        normalize_rows(out, x, Some(gain), &mut [0.0], c);
+    }
+}
+
+/// QK-norm of fused q/k/v rows in place (the tape's `qk_norm`, the same bits): each head's
+/// q and k divided by its RMS, v untouched. qkv: (n, 3·n_head·hs); `scratch`: hs values.
+pub fn qk_norm_in_place(qkv: &mut [f32], n_head: usize, scratch: &mut [f32]) {
+    let hs = scratch.len();
+    for row in qkv.chunks_exact_mut(3 * n_head * hs) {
+        for head in row[..2 * n_head * hs].chunks_exact_mut(hs) {
+            scratch.copy_from_slice(head);
+            normalize_rows(head, scratch, None, &mut [0.0], hs);
+        }
+    }
+}
+
+simd_dispatch!(
+    /// `xs[i] ← max(xs[i], 0)²` for every element: the tape's ReLU² (the same bits).
+    pub fn relu2_in_place => relu2_in_place_body(xs: &mut [f32])
+);
+
+#[inline(always)]
+fn relu2_in_place_body(xs: &mut [f32]) {
+    xs.iter_mut().for_each(|x| *x = relu2(*x));
 }
 
 simd_dispatch!(
