@@ -336,8 +336,8 @@ mod tests {
         assert_eq!(kind("checksum: stored 1a2b3c4d"), kind("checksum: stored ffee0011"));
         assert_eq!(kind("found `abc`"), kind("found `x`"));
         assert_eq!(
-            kind("--set x\0y junk: no '='; expected section.key=value"),
-            kind("--set other: no '='; expected section.key=value")
+            kind("a merge on this line of the file names token abc def, which the files do not belong together"),
+            kind("a merge on this line of the file names token xyz, which the files do not belong together")
         );
         assert_ne!(kind("truncated: 5 bytes"), kind("checksum: stored 1a2b3c4d"));
         assert_ne!(outcome_kind(&Ok(())), kind(""));
