@@ -18,10 +18,10 @@ const INTERESTING: [u64; 14] = [
     0x80,
     0xff,
     0xffff,
-    0x8000_0000,      // 2^31
-    0xffff_ffff,      // u32::MAX
-    0x1_0000_0000,    // 2^32
-    1 << 40,          // a plausible-looking huge size
+    0x8000_0000,           // 2^31
+    0xffff_ffff,           // u32::MAX
+    0x1_0000_0000,         // 2^32
+    1 << 40,               // a plausible-looking huge size
     0x8000_0000_0000_0000, // 2^63
     0x7fff_ffff_ffff_ffff, // i64::MAX
 ];
@@ -64,7 +64,13 @@ const TEXT_EDGES: [&str; 30] = [
 /// One mutation step: picks a kind and applies it in place. `text` adds the text
 /// mutations (numbers, dictionary words) to the binary ones; `dictionary` holds words
 /// taken from the seeds (field names, keys).
-pub fn mutate(input: &mut Vec<u8>, corpus: &[Vec<u8>], dictionary: &[Vec<u8>], text: bool, rng: &mut ChaCha8Rng) {
+pub fn mutate(
+    input: &mut Vec<u8>,
+    corpus: &[Vec<u8>],
+    dictionary: &[Vec<u8>],
+    text: bool,
+    rng: &mut ChaCha8Rng,
+) {
     let kinds = if text { 12 } else { 9 };
     match rng.gen_range(0..kinds) {
         0 => flip_bit(input, rng),
@@ -119,11 +125,8 @@ fn set_byte(input: &mut [u8], rng: &mut ChaCha8Rng) {
 fn insert_bytes(input: &mut Vec<u8>, rng: &mut ChaCha8Rng) {
     let at = position(input.len(), rng);
     let n = rng.gen_range(1..=32);
-    let bytes: Vec<u8> = if rng.gen_bool(0.5) {
-        vec![rng.gen(); n]
-    } else {
-        (0..n).map(|_| rng.gen()).collect()
-    };
+    let bytes: Vec<u8> =
+        if rng.gen_bool(0.5) { vec![rng.gen(); n] } else { (0..n).map(|_| rng.gen()).collect() };
     input.splice(at..at, bytes);
 }
 
@@ -222,7 +225,9 @@ fn replace_number(input: &mut Vec<u8>, rng: &mut ChaCha8Rng) {
         .collect();
     let Some(&start) = starts.choose(rng) else { return };
     let mut end = start;
-    while end < input.len() && (input[end].is_ascii_digit() || matches!(input[end], b'.' | b'e' | b'-' | b'_')) {
+    while end < input.len()
+        && (input[end].is_ascii_digit() || matches!(input[end], b'.' | b'e' | b'-' | b'_'))
+    {
         end += 1;
     }
     let edge = TEXT_EDGES[rng.gen_range(0..17)];

@@ -179,7 +179,8 @@ pub fn outcome_kind(outcome: &Result<(), String>) -> u64 {
             None => unquoted.push(c),
         }
     }
-    let plain = |w: &&str| w.len() > 1 && w.chars().all(|c| c.is_ascii_alphabetic() || "_-.:;,()[]'=".contains(c));
+    let plain =
+        |w: &&str| w.len() > 1 && w.chars().all(|c| c.is_ascii_alphabetic() || "_-.:;,()[]'=".contains(c));
     let words: Vec<&str> = unquoted
         .split(|c: char| c.is_whitespace() || c == '/')
         .filter(|w| plain(w) && !w.chars().any(|c| c.is_ascii_digit()))
@@ -209,7 +210,8 @@ fn run_one(target: &mut dyn Target, input: &[u8], limit: usize) -> Result<Result
 /// The committed inputs of a corpus folder, sorted by name (none when it is missing).
 pub fn read_corpus(dir: &Path) -> Vec<Vec<u8>> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();
+    let mut paths: Vec<PathBuf> =
+        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();
     paths.sort();
     paths.iter().filter_map(|p| std::fs::read(p).ok()).collect()
 }
@@ -282,10 +284,7 @@ pub fn run(target_name: &str, options: &Options) -> Result<Report, String> {
                     let saved = save_crash(&crash_dir, "panic", &input);
                     eprintln!("\nFAILURE in target {target_name} (exec {execs}): panic: {message}");
                     print_reproducer(target_name, &saved);
-                    failures.push(Failure {
-                        message,
-                        path: saved.unwrap_or_default(),
-                    });
+                    failures.push(Failure { message, path: saved.unwrap_or_default() });
                 }
             }
         }

@@ -292,7 +292,11 @@ impl Target for TokenizerTarget {
 
     fn seeds(&self) -> Vec<Vec<u8>> {
         let scratch = tempfile::tempdir().expect("a temporary folder");
-        vec![char_tokenizer().to_bytes(), bpe_tokenizer().to_bytes(), gpt2_tokenizer(scratch.path()).to_bytes()]
+        vec![
+            char_tokenizer().to_bytes(),
+            bpe_tokenizer().to_bytes(),
+            gpt2_tokenizer(scratch.path()).to_bytes(),
+        ]
     }
 
     fn exec(&mut self, input: &[u8]) -> Result<(), String> {
@@ -358,7 +362,8 @@ impl Target for ConfigTarget {
             small.as_bytes().to_vec(),
             include_bytes!("../../../configs/finetune-gpt2.toml").to_vec(),
             include_bytes!("../../../configs/chinese.toml").to_vec(),
-            [small.as_bytes(), b"\0train.max_iters=250\nmodel.n_layer=2\noptim.lr=1e-3\ntrain.name=\"x\""].concat(),
+            [small.as_bytes(), b"\0train.max_iters=250\nmodel.n_layer=2\noptim.lr=1e-3\ntrain.name=\"x\""]
+                .concat(),
         ]
     }
 
@@ -408,17 +413,18 @@ impl Target for MetricsTarget {
 
     fn exec(&mut self, input: &[u8]) -> Result<(), String> {
         put(&self.dir.join("metrics.jsonl"), input)?;
-        let resumed: Vec<plot::MetricRow> = String::from_utf8_lossy(input)
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
+        let resumed: Vec<plot::MetricRow> =
+            String::from_utf8_lossy(input).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
         drop(resumed);
         let run = Run::load(&self.dir).map_err(|e| e.to_string())?;
         let history = plot::merge_history(&run.rows);
         for x in [XAxis::Step, XAxis::Tokens, XAxis::Time] {
             let series = plot::loss_series(&history, x);
             plot::terminal_chart_with(&series, &ChartOptions { width: 60, height: 12, color: false });
-            plot::render_svg(std::slice::from_ref(&run), &SvgOptions { x, log_y: x == XAxis::Tokens, ..SvgOptions::default() });
+            plot::render_svg(
+                std::slice::from_ref(&run),
+                &SvgOptions { x, log_y: x == XAxis::Tokens, ..SvgOptions::default() },
+            );
         }
         Ok(())
     }
@@ -457,7 +463,8 @@ impl SafetensorsTarget {
     fn new(scratch: &Path) -> Result<SafetensorsTarget, String> {
         let dir = scratch.join("hf");
         let tokenizer = char_tokenizer();
-        convert::write_hf(&tiny_checkpoint(&tokenizer, false), &tokenizer, &dir, true).map_err(|e| e.to_string())?;
+        convert::write_hf(&tiny_checkpoint(&tokenizer, false), &tokenizer, &dir, true)
+            .map_err(|e| e.to_string())?;
         Ok(SafetensorsTarget { dir })
     }
 }

@@ -38,6 +38,10 @@ fn every_target_has_a_committed_corpus() {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target);
         let inputs = fuzz::runner::read_corpus(&dir);
         assert!(!inputs.is_empty(), "{}: no inputs; run cargo run -p fuzz -- seeds", dir.display());
-        assert!(inputs.iter().all(|i| i.len() < 100 * 1024), "{}: keep committed inputs small", dir.display());
+        assert!(
+            inputs.iter().all(|i| i.len() < 100 * 1024),
+            "{}: keep committed inputs small",
+            dir.display()
+        );
     }
 }

@@ -14,7 +14,9 @@ use std::time::Duration;
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(about = "Fuzz Quill's loaders: checkpoint, token_file, tokenizer, gpt2_files, config, metrics, hf_config, safetensors")]
+#[command(
+    about = "Fuzz Quill's loaders: checkpoint, token_file, tokenizer, gpt2_files, config, metrics, hf_config, safetensors"
+)]
 struct Args {
     /// A target, `all`, or `seeds` (write each target's built-in seeds to its corpus folder).
     target: String,
