@@ -19,14 +19,15 @@ use model::{Dtype, Gpt, GptConfig};
 use serde::{Deserialize, Serialize};
 use tensor::gemm::{gemm, Mat};
 use tensor::{Grads, Rng, Tensor};
+use train::config::MAX_THREADS;
 use train::optim::{clip_scale, grad_norm, AdamW, AdamWConfig};
 use train::trainer::accumulate_gradients;
 
 #[derive(Parser)]
 #[command(about = "Training and sampling speed, MFU, memory and a per-op profile")]
 struct Args {
-    /// Threads (default: every core).
-    #[arg(long)]
+    /// Threads (default: every core); at most 1024, as in a train config.
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=MAX_THREADS as u64))]
     threads: Option<usize>,
     /// Configurations to run: tiny, small, gpt2 (default: all).
     #[arg(long = "only")]
@@ -34,8 +35,9 @@ struct Args {
     /// Timed training steps per configuration (after two warm-up steps); at least 1.
     #[arg(long, default_value_t = 7, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     steps: usize,
-    /// New tokens per sampling measurement.
-    #[arg(long, default_value_t = 256)]
+    /// New tokens per sampling measurement; at most 10^6 (each measurement keeps its
+    /// tokens, and a few hundred already give a steady rate).
+    #[arg(long, default_value_t = 256, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=MAX_SAMPLE_TOKENS as u64))]
     sample_tokens: usize,
     /// Print each configuration's per-op profile: every op's median over as many profiled
     /// steps as timed ones (run after the timed steps).
@@ -45,6 +47,9 @@ struct Args {
     #[arg(long, hide = true)]
     one: Option<String>,
 }
+
+/// Most new tokens a sampling measurement may ask for.
+const MAX_SAMPLE_TOKENS: usize = 1_000_000;
 
 /// Timed runs of the KV-cache sampling loop; the median is reported (one run takes under
 /// a second, and a shared machine's speed drifts).

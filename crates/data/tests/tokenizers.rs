@@ -139,3 +139,20 @@ fn damaged_tokenizer_bytes_are_errors() {
     let bpe = BpeTokenizer::train("hello hello", 260, false).expect("valid").to_bytes();
     assert!(err(&bpe[..bpe.len() / 2]).contains("damaged"));
 }
+
+/// An encoder.json whose ids skip or repeat is refused before a table is allocated from
+/// its largest id (an id of 4294967295 once asked for 2^32 tokens).
+#[test]
+fn gpt2_encoder_ids_must_run_from_zero_each_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (encoder, merges) = (dir.path().join("encoder.json"), dir.path().join("vocab.bpe"));
+    std::fs::write(&merges, "#version: 0.2\n").expect("write");
+    for (json, expected) in [
+        (r#"{"a": 0, "b": 4294967295}"#, "no token has id 1, but ids run up to 4294967295"),
+        (r#"{"a": 0, "b": 0}"#, "two tokens have id 0"),
+    ] {
+        std::fs::write(&encoder, json).expect("write");
+        let err = Gpt2Tokenizer::from_files(&encoder, &merges).err().expect("refused").to_string();
+        assert!(err.contains(expected) && err.contains("encoder.json"), "{err}");
+    }
+}

@@ -123,8 +123,14 @@ pub struct NgramCounts {
     window: Vec<u32>,
 }
 
+/// The highest n-gram order counted: each token adds a key of every length up to it to
+/// the tables, so memory grows with the square of the order (an order of 10^5 never
+/// finished counting 20 kB of text), and past a few dozen every n-gram of a corpus is
+/// unique anyway.
+pub const MAX_ORDER: usize = 32;
+
 impl NgramCounts {
-    /// Empty counts for n-grams up to `max_n` (at least 1) over `vocab_size` tokens.
+    /// Empty counts for n-grams up to `max_n` (1 to [`MAX_ORDER`]) over `vocab_size` tokens.
     pub fn new(max_n: usize, vocab_size: usize) -> NgramCounts {
         assert!(max_n >= 1, "n-grams start at n = 1, got max_n = 0");
         NgramCounts {

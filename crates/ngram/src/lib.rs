@@ -20,7 +20,7 @@ mod ladder;
 mod use_counts;
 
 pub use corpus::{split_words, Corpus, Level, Source, Split, Vocab};
-pub use counts::{ContextStats, Discounts, NgramCounts};
+pub use counts::{ContextStats, Discounts, NgramCounts, MAX_ORDER};
 pub use ladder::{checkpoint_score, format_ladder, LadderRow};
 pub use use_counts::{followers, format_next_table, generate, next_table, score, Score};
 

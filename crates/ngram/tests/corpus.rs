@@ -128,3 +128,28 @@ fn the_binary_scores_tables_and_generates_from_a_tiny_text() {
     let (ok, _, err) = ngram(&["top", "--text", text, "--context", "Zebra"]);
     assert!(!ok && err.contains("never occurs"), "{err}");
 }
+
+/// An order of 2^64 - 1 once panicked (capacity overflow) and one of 10^5 never finished
+/// counting; a length of 10^10 kept every generated token. Both are refused up front.
+#[test]
+fn orders_and_lengths_past_their_limits_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_text(dir.path());
+    let text = path.to_str().unwrap();
+    for (flag, value) in
+        [("--max-n", "18446744073709551615"), ("--max-n", "100000"), ("--length", "10000000000")]
+    {
+        let out = Command::new(env!("CARGO_BIN_EXE_ngram"))
+            .args(["generate", "--text", text, flag, value])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&format!("invalid value '{value}' for '{flag}")) && !err.contains("panicked"),
+            "{err}"
+        );
+    }
+    let (ok, _, err) = ngram(&["score", "--text", text, "--max-n", "32"]);
+    assert!(ok, "the largest order still counts: {err}");
+}

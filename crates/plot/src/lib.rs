@@ -15,7 +15,9 @@ mod term;
 pub mod ticks;
 
 pub use metrics::{loss_series, merge_history, read_metrics, smooth, MetricRow, Run, XAxis};
-pub use svg::{escape, refresh_loss_svg, render_svg, write_atomic, SvgOptions, FONT, PALETTE};
+pub use svg::{
+    check_replaceable, escape, refresh_loss_svg, render_svg, write_atomic, SvgOptions, FONT, PALETTE,
+};
 pub use term::{color_enabled, terminal_chart, terminal_chart_with, ChartOptions};
 
 /// What can go wrong reading metrics or writing pictures and event files. Messages name

@@ -66,6 +66,29 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PlotError> {
     fsio::write_atomic(path, bytes).map_err(|source| PlotError::Io { path: path.to_owned(), error: source })
 }
 
+/// Refuses an output path that names anything but a new file or an SVG image (a picture
+/// written earlier): a checkpoint, a metrics file, a text or any other file is never
+/// replaced by a picture. `plot` and `draw` ask this before writing.
+pub fn check_replaceable(out: &Path) -> Result<(), PlotError> {
+    let Ok(meta) = std::fs::metadata(out) else {
+        return Ok(());
+    };
+    let mut head = Vec::new();
+    if meta.is_file() {
+        use std::io::Read;
+        let io = |error| PlotError::Io { path: out.to_owned(), error };
+        let file = std::fs::File::open(out).map_err(io)?;
+        file.take(1024).read_to_end(&mut head).map_err(io)?;
+    }
+    if !String::from_utf8_lossy(&head).contains("<svg") {
+        return Err(PlotError::Message(format!(
+            "{}: exists and is not an SVG image, so --out will not replace it; give a new file name",
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
 /// One curve of one run, in data coordinates (x already in the axis unit).
 struct Curve {
     run: usize,

@@ -284,3 +284,24 @@ fn unreadable_prompt_file_is_named() {
     let out = sample(&["--checkpoint", ckpt.to_str().unwrap(), "--prompt-file", missing.to_str().unwrap()]);
     assert_error(&out, "prompt.txt");
 }
+
+/// A batch keeps a KV cache per sample and every sample's tokens until all are printed, so
+/// one past the memory limit is refused before anything is allocated (it once aborted
+/// with "memory allocation failed"); one sample at a time streams any length.
+#[test]
+fn a_batch_too_large_for_memory_is_refused_before_it_starts() {
+    let f = Fixture::new();
+    let ckpt = f.ckpt();
+    let c = ckpt.to_str().unwrap();
+    for (samples, tokens) in
+        [("100000000000", "5"), ("2", "10000000000"), ("18446744073709551615", "18446744073709551615")]
+    {
+        let out = Command::new(env!("CARGO_BIN_EXE_sample"))
+            .args(["--checkpoint", c, "--num-samples", samples, "--max-new-tokens", tokens])
+            .env("QUILL_MAX_MEMORY", "16")
+            .output()
+            .expect("running the sample binary");
+        assert_error(&out, "--num-samples");
+        assert!(stderr(&out).contains("--num-samples 1 streams"), "{}", stderr(&out));
+    }
+}

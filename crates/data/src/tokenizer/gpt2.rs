@@ -47,6 +47,28 @@ fn read_text(path: &Path, what: &str) -> Result<String, DataError> {
     })
 }
 
+/// The vocabulary size of an encoder whose ids are exactly 0..n, each once; checked
+/// before anything is allocated from the largest id (an id of 4294967295 in a small file
+/// would otherwise ask for a table of 2^32 tokens).
+fn check_dense_ids(encoder: &HashMap<String, u32>, encoder_json: &Path) -> Result<usize, DataError> {
+    let mut ids: Vec<u32> = encoder.values().copied().collect();
+    ids.sort_unstable();
+    for (expected, &id) in ids.iter().enumerate() {
+        if id as usize != expected {
+            let what = if id as usize > expected {
+                format!("no token has id {expected}, but ids run up to {}", ids[ids.len() - 1])
+            } else {
+                format!("two tokens have id {id}")
+            };
+            return Err(DataError::Message(format!(
+                "{}: {what}; the ids of GPT-2's encoder.json run from 0 to the vocabulary size - 1, each once; is the file complete?",
+                encoder_json.display()
+            )));
+        }
+    }
+    Ok(ids.len())
+}
+
 impl Gpt2Tokenizer {
     /// Reads `encoder.json` and `vocab.bpe`.
     pub fn from_files(encoder_json: &Path, vocab_bpe: &Path) -> Result<Gpt2Tokenizer, DataError> {
@@ -61,7 +83,7 @@ impl Gpt2Tokenizer {
 
         let to_char = bytes_to_unicode();
         let from_char: HashMap<char, u8> = to_char.iter().enumerate().map(|(b, &c)| (c, b as u8)).collect();
-        let vocab_size = encoder.values().map(|&id| id as usize + 1).max().unwrap_or(0);
+        let vocab_size = check_dense_ids(&encoder, encoder_json)?;
         let mut tokens: Vec<Option<Vec<u8>>> = vec![None; vocab_size];
         for (text, &id) in &encoder {
             let bytes = if text == END_OF_TEXT {

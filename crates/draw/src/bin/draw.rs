@@ -45,6 +45,18 @@ enum Command {
     Architecture(ModelArgs),
 }
 
+impl Command {
+    /// The picture's path (--out).
+    fn out(&self) -> &std::path::Path {
+        match self {
+            Command::Letters(args) | Command::Bigrams(args) => &args.out,
+            Command::Next(args) | Command::Attention(args) | Command::Trajectory(args) => &args.model.out,
+            Command::Embeddings(args) => &args.model.out,
+            Command::Architecture(args) => &args.out,
+        }
+    }
+}
+
 #[derive(Args)]
 struct CorpusArgs {
     /// A UTF-8 text file (its first 90% is counted, as `prepare` splits it).
@@ -105,6 +117,9 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    // Before any work: the picture never replaces a file that is not an SVG picture
+    // (a checkpoint or text given as --out once was).
+    plot::check_replaceable(cli.command.out())?;
     let (svg, out) = match cli.command {
         Command::Letters(args) => {
             let (counts, origin) = count(&args)?;

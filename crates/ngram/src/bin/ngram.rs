@@ -16,9 +16,12 @@ use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 use ngram::{
     checkpoint_score, format_ladder, format_next_table, generate, next_table, score, Corpus, LadderRow,
-    Level, NgramCounts, Source, Split,
+    Level, NgramCounts, Source, Split, MAX_ORDER,
 };
 use tensor::Rng;
+
+/// Most tokens `generate --length` asks of one model.
+const MAX_LENGTH: usize = 1_000_000;
 
 #[derive(Parser)]
 #[command(about = "Counted n-gram models: generated text, next-token tables, Kneser-Ney bits per byte")]
@@ -50,8 +53,8 @@ struct CorpusArgs {
     /// What one token is [default: char for --text, token for --dataset].
     #[arg(long, value_enum)]
     level: Option<Level>,
-    /// Count n-grams for n = 1..max_n.
-    #[arg(long, default_value_t = 7)]
+    /// Count n-grams for n = 1..max_n (at most 32).
+    #[arg(long, default_value_t = 7, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=MAX_ORDER as u64))]
     max_n: usize,
     /// Share of a --text file's characters held out for the val split (its end).
     #[arg(long, default_value_t = 0.1)]
@@ -65,8 +68,8 @@ struct GenerateArgs {
     /// Only this order (default: every n from 1 to max_n).
     #[arg(short)]
     n: Option<usize>,
-    /// Tokens to generate per model.
-    #[arg(long, default_value_t = 200)]
+    /// Tokens to generate per model (at most 10^6: each model's text is kept until it is printed).
+    #[arg(long, default_value_t = 200, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=MAX_LENGTH as u64))]
     length: usize,
     /// Sharpens (< 1) or flattens (> 1) the counted probabilities; 0 always takes the most frequent.
     #[arg(long, default_value_t = 1.0)]

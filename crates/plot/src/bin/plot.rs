@@ -112,31 +112,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         auto_reload_s: None,
     };
     let svg = render_svg(&runs, &options);
-    check_replaceable(&args.out)?;
+    plot::check_replaceable(&args.out)?;
     write_atomic(&args.out, svg.as_bytes())
         .with_context(|| format!("writing the plot to {}", args.out.display()))?;
     say(&format!("wrote {}\n", args.out.display()));
-    Ok(())
-}
-
-/// Refuses an --out that names anything but a new file or an SVG image (a plot written
-/// earlier): a checkpoint, a metrics file or any other file is never replaced by a plot.
-fn check_replaceable(out: &std::path::Path) -> anyhow::Result<()> {
-    let Ok(meta) = std::fs::metadata(out) else {
-        return Ok(());
-    };
-    let mut head = Vec::new();
-    if meta.is_file() {
-        use std::io::Read;
-        let file = std::fs::File::open(out).with_context(|| format!("reading {}", out.display()))?;
-        file.take(1024).read_to_end(&mut head).with_context(|| format!("reading {}", out.display()))?;
-    }
-    if !String::from_utf8_lossy(&head).contains("<svg") {
-        anyhow::bail!(
-            "{}: exists and is not an SVG image, so --out will not replace it; give a new file name",
-            out.display()
-        );
-    }
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use data::Tokenizer;
+use model::budget::{format_bytes, MemoryLimit};
 use model::sampling::{generate_batch, sample_next, sample_streams, top_n, Decoder, SamplingParams};
 use model::Dtype;
 use sample::{
@@ -139,6 +140,7 @@ fn run(args: &Args) -> Result<()> {
     }
     let mut rng = Rng::seeded(args.seed);
     if args.top.is_none() && args.num_samples > 1 {
+        check_batch_memory(&gpt.config, args.num_samples, args.max_new_tokens)?;
         return generate_batched(&mut out, gpt, tokenizer, &context, &prompt_ids, args, &params, &rng);
     }
     for i in 0..args.num_samples {
@@ -228,6 +230,32 @@ fn generate_batched(
             write!(out, "{}", stream.push(&token_bytes(tokenizer, token)))?;
         }
         writeln!(out, "{}", stream.finish())?;
+    }
+    Ok(())
+}
+
+/// Refuses, before anything is allocated, a batch whose KV caches and kept tokens do not
+/// fit in memory: a batch keeps one KV cache per sample and every sample's tokens until
+/// all are printed (one sample at a time streams in bounded memory instead).
+fn check_batch_memory(config: &model::GptConfig, num_samples: usize, max_new_tokens: usize) -> Result<()> {
+    let per_sample = config
+        .checked_sampling_bytes()
+        .ok()
+        .and_then(|cache| (max_new_tokens as u64).checked_mul(4)?.checked_add(cache));
+    let needed = config
+        .checked_num_params()
+        .ok()
+        .and_then(|params| params.checked_mul(4)?.checked_add(per_sample?.checked_mul(num_samples as u64)?));
+    let limit = match needed {
+        Some(needed) => {
+            MemoryLimit::exceeded_by(needed)?.map(|limit| (format_bytes(needed), limit.describe()))
+        }
+        None => Some(("more than 2^64 bytes".to_string(), "no machine has that".to_string())),
+    };
+    if let Some((needed, limit)) = limit {
+        bail!(
+            "--num-samples {num_samples} with --max-new-tokens {max_new_tokens} needs {needed} (a KV cache per sample, and every sample's tokens kept until all are printed); {limit}; lower --num-samples or --max-new-tokens (--num-samples 1 streams any length in bounded memory), or raise the limit with QUILL_MAX_MEMORY=GB"
+        );
     }
     Ok(())
 }
