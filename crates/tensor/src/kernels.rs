@@ -1,11 +1,12 @@
 //! The kernels a model calls outside the tape: its inference path with a KV cache (layer
 //! norm, linear layers, causal attention over the cache, GELU, from [`crate::ops::rows`])
-//! and the optimizer's reductions. This is the whole public set for those callers; the
-//! tape's own kernels stay behind its ops.
+//! and the optimizer's reductions and Newton-Schulz orthogonalisation (Muon). This is the
+//! whole public set for those callers; the tape's own kernels stay behind its ops.
 
 pub use crate::ops::bf16::{to_bf16, Bf16};
 /// The ε every layer norm adds to the variance (GPT-2's value).
 pub use crate::ops::layernorm::EPS as LAYERNORM_EPS;
+pub use crate::ops::newton_schulz::{newton_schulz, NEWTON_SCHULZ_COEFFICIENTS, NEWTON_SCHULZ_STEPS};
 pub use crate::ops::reduce::kernels::sum_squares;
 pub use crate::ops::rows::{
     attend, gelu_in_place, layernorm, linear, linear_rows, Weights, PARALLEL_ATTEND, PARALLEL_MATVEC,
