@@ -14,6 +14,7 @@ pub mod console;
 pub mod corpus;
 pub mod eval;
 pub mod init_from;
+pub mod muon;
 pub mod optim;
 pub mod rundir;
 pub mod schedule;
@@ -26,7 +27,8 @@ use std::path::PathBuf;
 pub use config::Config;
 pub use console::Verbosity;
 pub use eval::{evaluate_run, SplitReport, Splits};
-pub use optim::{AdamW, AdamWConfig};
+pub use muon::{Muon, MuonConfig};
+pub use optim::{AdamW, AdamWConfig, LearningRates, Optimizer};
 pub use start::{fresh_start, Start, TrainState};
 pub use trainer::{accumulate_gradients, run, stop_requested, RunOptions, RunSummary};
 

@@ -1,5 +1,6 @@
-//! AdamW with decoupled weight decay (Loshchilov & Hutter), PyTorch's formulation, and
-//! gradient clipping by global norm.
+//! The run's optimizer: AdamW with decoupled weight decay (Loshchilov & Hutter), PyTorch's
+//! formulation, for every parameter, or [`Muon`] for the hidden weight matrices and AdamW
+//! for the rest ([`Optimizer`]); and gradient clipping by global norm.
 //!
 //! The optimizer works on the parameters of a [`Tape`] (ids `0..n_params`) and their
 //! gradients in [`Grads`]. Weight decay follows nanoGPT's two groups: every parameter with
@@ -10,6 +11,8 @@
 
 use model::checkpoint::OptimizerState;
 use rayon::prelude::*;
+
+use crate::muon::{Muon, MuonConfig};
 use tensor::kernels::{sum_squares, vectorised};
 use tensor::{Grads, Tape, TensorId};
 
@@ -25,7 +28,8 @@ pub struct AdamWConfig {
     pub weight_decay: f32,
 }
 
-/// AdamW's state: the step count and first and second moments, one buffer per parameter.
+/// AdamW's state: the step count and first and second moments, one buffer per parameter
+/// (empty for a parameter another optimizer updates).
 pub struct AdamW {
     pub config: AdamWConfig,
     /// Updates applied so far.
@@ -33,6 +37,8 @@ pub struct AdamW {
     m: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
     decay: Vec<bool>,
+    /// The parameters AdamW updates.
+    owned: Vec<bool>,
 }
 
 /// Whether a parameter of this shape is weight-decayed: nanoGPT decays every tensor with
@@ -44,10 +50,21 @@ pub fn decays(shape: &[usize]) -> bool {
 impl AdamW {
     /// Zero moments for every parameter of the tape.
     pub fn new(tape: &Tape, config: AdamWConfig) -> AdamW {
-        let m: Vec<Vec<f32>> = tape.params().map(|(_, _, t)| vec![0.0; t.numel()]).collect();
+        AdamW::except(tape, config, |_| false)
+    }
+
+    /// Zero moments for every parameter of the tape but those `skip` names (which it
+    /// leaves alone: another optimizer updates them).
+    pub fn except(tape: &Tape, config: AdamWConfig, skip: impl Fn(TensorId) -> bool) -> AdamW {
+        let owned: Vec<bool> = tape.params().map(|(id, _, _)| !skip(id)).collect();
+        let m: Vec<Vec<f32>> = tape
+            .params()
+            .zip(&owned)
+            .map(|((_, _, t), &own)| vec![0.0; if own { t.numel() } else { 0 }])
+            .collect();
         let v = m.clone();
         let decay = tape.params().map(|(_, _, t)| decays(&t.shape)).collect();
-        AdamW { config, step: 0, m, v, decay }
+        AdamW { config, step: 0, m, v, decay, owned }
     }
 
     /// Which parameters decay, in parameter order.
@@ -71,6 +88,9 @@ impl AdamW {
         let params = tape.params_mut();
         assert_eq!(params.len(), self.m.len(), "AdamW: the tape has another number of parameters");
         for (i, ((p, m), v)) in params.iter_mut().zip(&mut self.m).zip(&mut self.v).enumerate() {
+            if !self.owned[i] {
+                continue;
+            }
             let g = grads.get(TensorId(i));
             assert_eq!(
                 g.len(),
@@ -123,6 +143,80 @@ impl AdamW {
         }
         self.step = state.step;
         Ok(())
+    }
+}
+
+/// The learning rates of one step: AdamW's and Muon's.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LearningRates {
+    pub adamw: f32,
+    pub muon: f32,
+}
+
+/// The run's optimizer (`optim.optimizer`): AdamW for every parameter, or Muon for the
+/// hidden weight matrices ([`crate::muon::muon_blocks`]) and AdamW for the rest.
+///
+/// Its checkpoint state is AdamW's [`OptimizerState`]: for a Muon parameter, `m` holds
+/// Muon's momentum and `v` is empty; `step` counts the steps of both.
+pub struct Optimizer {
+    pub adamw: AdamW,
+    pub muon: Option<Muon>,
+}
+
+impl Optimizer {
+    /// Fresh state for the tape's parameters: AdamW alone (`muon` None), or Muon and AdamW.
+    pub fn new(tape: &Tape, adamw: AdamWConfig, muon: Option<MuonConfig>) -> Optimizer {
+        match muon {
+            None => Optimizer { adamw: AdamW::new(tape, adamw), muon: None },
+            Some(config) => {
+                let muon = Muon::new(tape, config);
+                let adamw = AdamW::except(tape, adamw, |id| muon.owns(id));
+                Optimizer { adamw, muon: Some(muon) }
+            }
+        }
+    }
+
+    /// Updates applied so far.
+    pub fn step(&self) -> u64 {
+        self.adamw.step
+    }
+
+    /// One update of every parameter with its gradient times `grad_scale` (the clipping
+    /// factor): Muon's parameters with `lr.muon`, the rest with AdamW and `lr.adamw`.
+    pub fn update(&mut self, tape: &mut Tape, grads: &Grads, lr: LearningRates, grad_scale: f32) {
+        self.adamw.update(tape, grads, lr.adamw, grad_scale);
+        if let Some(muon) = &mut self.muon {
+            muon.update(tape, grads, lr.muon, grad_scale);
+        }
+    }
+
+    /// The state to put in a checkpoint.
+    pub fn state(&self) -> OptimizerState {
+        let mut state = self.adamw.state();
+        for (id, momentum) in self.muon.iter().flat_map(Muon::momenta) {
+            state.m[id.0] = momentum.to_vec();
+        }
+        state
+    }
+
+    /// Restores a checkpoint's state; the error says which parameter does not match.
+    pub fn restore(&mut self, state: &OptimizerState) -> Result<(), String> {
+        let Some(muon) = &mut self.muon else {
+            return self.adamw.restore(state);
+        };
+        let mut adamw = state.clone();
+        for (i, (m, v)) in state.m.iter().zip(&state.v).enumerate() {
+            if muon.owns(TensorId(i)) {
+                if !v.is_empty() {
+                    return Err(format!(
+                        "parameter {i} holds AdamW moments, but this run updates it with Muon"
+                    ));
+                }
+                muon.restore(TensorId(i), m)?;
+                adamw.m[i].clear();
+            }
+        }
+        self.adamw.restore(&adamw)
     }
 }
 

@@ -24,9 +24,9 @@ use crate::config::Config;
 use crate::console::{self, preflight, Console, StepReport, Verbosity};
 use crate::corpus::{bits_per_byte, Corpus};
 use crate::eval::{self, prompt_tokens, sample_text, show_evaluation};
-use crate::optim::{clip_scale, first_non_finite, grad_norm, AdamW};
+use crate::optim::{clip_scale, first_non_finite, grad_norm, LearningRates, Optimizer};
 use crate::rundir::MetricsLog;
-use crate::schedule::learning_rate;
+use crate::schedule::{learning_rate, muon_learning_rate};
 use crate::seeds::{stream_seed, Stream};
 use crate::start::{start, Start, Started, TrainState};
 use crate::TrainError;
@@ -144,10 +144,10 @@ struct Run {
     corpus: Corpus,
     run_dir: PathBuf,
     gpt: Gpt,
-    opt: AdamW,
+    opt: Optimizer,
     grads: Grads,
     sampler: BatchSampler,
-    /// Everything a checkpoint keeps besides the weights and AdamW.
+    /// Everything a checkpoint keeps besides the weights and the optimizer.
     state: TrainState,
     /// Optimizer steps done, counting earlier sessions.
     step: u64,
@@ -260,13 +260,14 @@ impl Run {
         })
     }
 
-    /// One optimizer step: the micro-batches' gradients, clipping and the AdamW update. A
+    /// One optimizer step: the micro-batches' gradients, clipping and the update. A
     /// step with a non-finite loss or gradient, or a disconnected layer at step 0, is not
     /// applied: it stops the run with an error, leaving the last checkpoint as it was.
     fn step(&mut self) -> Result<StepDone, TrainError> {
         let started = Instant::now();
         let (t, o) = (&self.config.train, &self.config.optim);
         let (step, lr) = (self.step, learning_rate(self.step, o));
+        let rates = LearningRates { adamw: lr as f32, muon: muon_learning_rate(step, o) as f32 };
         let batch = (t.batch_size, self.config.model.block_size);
         let accum = t.gradient_accumulation_steps;
         let rng = (self.gpt.config.dropout > 0.0).then_some(&mut self.state.dropout_rng);
@@ -281,7 +282,7 @@ impl Run {
             let norm = grad_norm(&gpt.tape, grads);
             let connected = if step == 0 { gpt.check_grads(grads) } else { Ok(()) };
             if loss.is_finite() && norm.is_finite() && connected.is_ok() {
-                opt.update(&mut gpt.tape, grads, lr as f32, clip_scale(norm, o.grad_clip));
+                opt.update(&mut gpt.tape, grads, rates, clip_scale(norm, o.grad_clip));
             }
             (loss, norm, connected)
         });
@@ -519,7 +520,7 @@ fn tokens_per_step(config: &Config) -> u64 {
 /// Everything needed to sample from the model or to resume this run exactly.
 fn checkpoint(
     gpt: &Gpt,
-    opt: &AdamW,
+    opt: &Optimizer,
     config: &Config,
     tokenizer: &dyn Tokenizer,
     step: u64,
