@@ -63,7 +63,7 @@ pub fn muon_blocks(name: &str, shape: &[usize]) -> Option<usize> {
     if shape.len() != 2 || !name.starts_with("transformer.h.") {
         return None;
     }
-    let fused_qkv = name.ends_with("attn.c_attn.weight") && shape[0] % 3 == 0;
+    let fused_qkv = name.ends_with("attn.c_attn.weight") && shape[0].is_multiple_of(3);
     Some(if fused_qkv { 3 } else { 1 })
 }
 

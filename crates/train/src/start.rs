@@ -295,7 +295,7 @@ fn adamw_config(o: &OptimSection) -> AdamWConfig {
 /// Muon's settings when `optim.optimizer` is "muon".
 fn muon_config(o: &OptimSection) -> Option<MuonConfig> {
     (o.optimizer == OptimizerKind::Muon)
-        .then(|| MuonConfig { momentum: o.muon_momentum as f32, weight_decay: o.muon_weight_decay as f32 })
+        .then_some(MuonConfig { momentum: o.muon_momentum as f32, weight_decay: o.muon_weight_decay as f32 })
 }
 
 /// The model a fresh run of `config` starts from and the sampler of its training batches,
