@@ -82,8 +82,8 @@ pub struct NamedTensor {
     pub data: Vec<f32>,
 }
 
-/// AdamW's state: step count and the first and second moments, one per parameter in
-/// parameter order.
+/// The optimizer's state: step count and the first and second moments, one per parameter
+/// in parameter order (a Muon parameter: its momentum in `m`, an empty `v`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OptimizerState {
     pub step: u64,
@@ -295,7 +295,7 @@ impl Checkpoint {
                 ));
             }
             for ((p, m), v) in self.params.iter().zip(&opt.m).zip(&opt.v) {
-                if m.len() != p.data.len() || v.len() != p.data.len() {
+                if m.len() != p.data.len() || !(v.len() == p.data.len() || v.is_empty()) {
                     return Err(format!(
                         "optimizer moments of {} do not match its {} values",
                         p.name,

@@ -78,17 +78,27 @@ pub struct DataSection {
     pub val_fraction: f64,
 }
 
-/// `[optim]`: AdamW, the learning-rate schedule and clipping.
+/// `[optim]`: the optimizer (AdamW, or Muon with AdamW), the learning-rate schedule and
+/// clipping.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OptimSection {
-    /// Peak learning rate (after warm-up).
+    /// "adamw": AdamW for every parameter. "muon": Muon for the blocks' 2-D weights
+    /// (attention and MLP), AdamW for the rest (embeddings, head, norms, biases).
+    pub optimizer: OptimizerKind,
+    /// Peak learning rate (after warm-up), AdamW's.
     pub learning_rate: f64,
-    /// Floor of the cosine decay.
+    /// Floor of the decay.
     pub min_lr: f64,
     pub warmup_iters: u64,
-    /// Step at which the cosine reaches min_lr (then it stays there).
+    /// Step at which the decay reaches min_lr (then it stays there).
     pub lr_decay_iters: u64,
+    /// "cosine": warm-up, then a cosine decay to min_lr. "wsd": warm-up, stable at the
+    /// peak, then a linear warm-down to min_lr over the last warmdown_iters steps before
+    /// lr_decay_iters.
+    pub schedule: Schedule,
+    /// Steps of the "wsd" warm-down.
+    pub warmdown_iters: u64,
     /// Decoupled weight decay, applied to parameters with 2 or more dimensions.
     pub weight_decay: f64,
     pub beta1: f64,
@@ -97,6 +107,30 @@ pub struct OptimSection {
     pub grad_clip: f64,
     /// false: constant learning_rate.
     pub decay_lr: bool,
+    /// Muon's peak learning rate; it follows the schedule in proportion to learning_rate.
+    pub muon_learning_rate: f64,
+    /// Muon's momentum (Nesterov form).
+    pub muon_momentum: f64,
+    /// Muon's decoupled weight decay: p ← p·(1 − lr·muon_weight_decay).
+    pub muon_weight_decay: f64,
+}
+
+/// `optim.optimizer`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    #[default]
+    AdamW,
+    Muon,
+}
+
+/// `optim.schedule`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    #[default]
+    Cosine,
+    Wsd,
 }
 
 /// `[train]`: the loop, evaluation, logging and the run folder.
@@ -168,15 +202,21 @@ impl Default for DataSection {
 impl Default for OptimSection {
     fn default() -> Self {
         OptimSection {
+            optimizer: OptimizerKind::AdamW,
             learning_rate: 1e-3,
             min_lr: 1e-4,
             warmup_iters: 100,
             lr_decay_iters: 2000,
+            schedule: Schedule::Cosine,
+            warmdown_iters: 0,
             weight_decay: 0.1,
             beta1: 0.9,
             beta2: 0.99,
             grad_clip: 1.0,
             decay_lr: true,
+            muon_learning_rate: 0.02,
+            muon_momentum: 0.95,
+            muon_weight_decay: 0.0,
         }
     }
 }
@@ -309,7 +349,11 @@ impl Config {
         if !(0.0..1.0).contains(&m.dropout) {
             return err("model.dropout", format!("must be in [0, 1), found {}", m.dropout));
         }
-        for (field, value) in [("optim.learning_rate", o.learning_rate), ("optim.min_lr", o.min_lr)] {
+        for (field, value) in [
+            ("optim.learning_rate", o.learning_rate),
+            ("optim.min_lr", o.min_lr),
+            ("optim.muon_learning_rate", o.muon_learning_rate),
+        ] {
             if !value.is_finite() || value < 0.0 {
                 return err(field, format!("must be a finite number >= 0, found {value}"));
             }
@@ -320,10 +364,16 @@ impl Config {
                 format!("{} is larger than optim.learning_rate = {}", o.min_lr, o.learning_rate),
             );
         }
-        if o.weight_decay.is_nan() || o.weight_decay < 0.0 {
-            return err("optim.weight_decay", format!("must be >= 0, found {}", o.weight_decay));
+        for (field, value) in
+            [("optim.weight_decay", o.weight_decay), ("optim.muon_weight_decay", o.muon_weight_decay)]
+        {
+            if value.is_nan() || value < 0.0 {
+                return err(field, format!("must be >= 0, found {value}"));
+            }
         }
-        for (field, value) in [("optim.beta1", o.beta1), ("optim.beta2", o.beta2)] {
+        for (field, value) in
+            [("optim.beta1", o.beta1), ("optim.beta2", o.beta2), ("optim.muon_momentum", o.muon_momentum)]
+        {
             if !(0.0..1.0).contains(&value) {
                 return err(field, format!("must be in [0, 1), found {value}"));
             }
@@ -338,6 +388,39 @@ impl Config {
             return err(
                 "optim.warmup_iters",
                 format!("{} is past optim.lr_decay_iters = {}", o.warmup_iters, o.lr_decay_iters),
+            );
+        }
+        if o.decay_lr && o.schedule == Schedule::Wsd {
+            if o.warmdown_iters == 0 {
+                return err(
+                    "optim.warmdown_iters",
+                    "must be at least 1 with schedule = \"wsd\" (e.g. a fifth of optim.lr_decay_iters)"
+                        .into(),
+                );
+            }
+            if o.warmdown_iters > t.max_iters {
+                return err(
+                    "optim.warmdown_iters",
+                    format!(
+                        "{} is longer than train.max_iters = {}; use fewer steps",
+                        o.warmdown_iters, t.max_iters
+                    ),
+                );
+            }
+            if o.warmup_iters.saturating_add(o.warmdown_iters) > o.lr_decay_iters {
+                return err(
+                    "optim.warmdown_iters",
+                    format!(
+                        "{} overlaps the warm-up: optim.warmup_iters = {} plus the warm-down must fit in optim.lr_decay_iters = {}",
+                        o.warmdown_iters, o.warmup_iters, o.lr_decay_iters
+                    ),
+                );
+            }
+        }
+        if t.shard_optimizer && o.optimizer == OptimizerKind::Muon {
+            return err(
+                "train.shard_optimizer",
+                "shards AdamW's moments only, and Muon orthogonalises whole matrices on every rank; set it to false with optim.optimizer = \"muon\"".into(),
             );
         }
         if !(0.0..1.0).contains(&self.data.val_fraction) || self.data.val_fraction == 0.0 {

@@ -1,5 +1,6 @@
-//! AdamW with decoupled weight decay (Loshchilov & Hutter), PyTorch's formulation, and
-//! gradient clipping by global norm.
+//! The run's optimizer: AdamW with decoupled weight decay (Loshchilov & Hutter), PyTorch's
+//! formulation, for every parameter, or [`Muon`] for the hidden weight matrices and AdamW
+//! for the rest ([`Optimizer`]); and gradient clipping by global norm.
 //!
 //! The optimizer works on the parameters of a [`Tape`] (ids `0..n_params`) and their
 //! gradients in [`Grads`]. Weight decay follows nanoGPT's two groups: every parameter with
@@ -15,6 +16,8 @@ use rayon::prelude::*;
 use tensor::kernels::{sum_squares, vectorised};
 use tensor::{Grads, Tape, TensorId};
 
+use crate::muon::{Muon, MuonConfig};
+
 /// Elements per parallel task in the update and in the norm.
 pub(crate) const CHUNK: usize = 16 * 1024;
 
@@ -27,9 +30,10 @@ pub struct AdamWConfig {
     pub weight_decay: f32,
 }
 
-/// AdamW's state: the step count and first and second moments, one buffer per parameter.
-/// A shard (ZeRO stage 1, [`AdamW::keep_only`]) keeps the moments of a range of each
-/// parameter, and updates only those values.
+/// AdamW's state: the step count and first and second moments, one buffer per parameter
+/// (empty for a parameter another optimizer updates). A shard (ZeRO stage 1,
+/// [`AdamW::keep_only`]) keeps the moments of a range of each parameter, and updates only
+/// those values.
 pub struct AdamW {
     pub config: AdamWConfig,
     /// Updates applied so far.
@@ -37,7 +41,10 @@ pub struct AdamW {
     m: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
     decay: Vec<bool>,
-    /// The values of each parameter this optimizer updates (all of them, unless sharded).
+    /// Whether AdamW updates each parameter (false where another optimizer does).
+    updates: Vec<bool>,
+    /// The values of each parameter this optimizer updates (all of them, unless sharded;
+    /// none of a parameter it does not update).
     owned: Vec<Range<usize>>,
     /// Each parameter's number of values.
     numel: Vec<usize>,
@@ -52,25 +59,37 @@ pub fn decays(shape: &[usize]) -> bool {
 impl AdamW {
     /// Zero moments for every parameter of the tape.
     pub fn new(tape: &Tape, config: AdamWConfig) -> AdamW {
-        let m: Vec<Vec<f32>> = tape.params().map(|(_, _, t)| vec![0.0; t.numel()]).collect();
+        AdamW::except(tape, config, |_| false)
+    }
+
+    /// Zero moments for every parameter of the tape but those `skip` names (which it
+    /// leaves alone: another optimizer updates them).
+    pub fn except(tape: &Tape, config: AdamWConfig, skip: impl Fn(TensorId) -> bool) -> AdamW {
+        let updates: Vec<bool> = tape.params().map(|(id, _, _)| !skip(id)).collect();
+        let numel: Vec<usize> = tape.params().map(|(_, _, t)| t.numel()).collect();
+        let owned: Vec<Range<usize>> =
+            numel.iter().zip(&updates).map(|(&n, &own)| if own { 0..n } else { 0..0 }).collect();
+        let m: Vec<Vec<f32>> = owned.iter().map(|r| vec![0.0; r.len()]).collect();
         let v = m.clone();
         let decay = tape.params().map(|(_, _, t)| decays(&t.shape)).collect();
-        let numel: Vec<usize> = tape.params().map(|(_, _, t)| t.numel()).collect();
-        let owned = numel.iter().map(|&n| 0..n).collect();
-        AdamW { config, step: 0, m, v, decay, owned, numel }
+        AdamW { config, step: 0, m, v, decay, updates, owned, numel }
     }
 
     /// Keeps the moments of `owned[i]` of each parameter i only (a range of its values),
     /// and from now on updates only those: the optimizer's shard on one rank of several.
     /// AdamW is elementwise, so the values a shard updates get the same bits as unsharded.
+    /// A parameter AdamW does not update keeps no range.
     pub fn keep_only(&mut self, owned: Vec<Range<usize>>) {
         assert_eq!(owned.len(), self.m.len(), "AdamW::keep_only: one range per parameter");
-        for (i, range) in owned.iter().enumerate() {
+        for (i, range) in owned.into_iter().enumerate() {
+            if !self.updates[i] {
+                continue;
+            }
             let local = range.start - self.owned[i].start..range.end - self.owned[i].start;
             self.m[i] = self.m[i][local.clone()].to_vec();
             self.v[i] = self.v[i][local].to_vec();
+            self.owned[i] = range;
         }
-        self.owned = owned;
     }
 
     /// The values of each parameter this optimizer updates and keeps moments for.
@@ -99,6 +118,9 @@ impl AdamW {
         let params = tape.params_mut();
         assert_eq!(params.len(), self.m.len(), "AdamW: the tape has another number of parameters");
         for (i, ((p, m), v)) in params.iter_mut().zip(&mut self.m).zip(&mut self.v).enumerate() {
+            if !self.updates[i] {
+                continue;
+            }
             let g = grads.get(TensorId(i));
             assert_eq!(
                 g.len(),
@@ -142,7 +164,12 @@ impl AdamW {
             ));
         }
         for (i, (m, v)) in state.m.iter().zip(&state.v).enumerate() {
-            let range = self.owned[i].clone();
+            if !self.updates[i] {
+                if !m.is_empty() || !v.is_empty() {
+                    return Err(format!("parameter {i} holds AdamW moments, but this run updates it with Muon"));
+                }
+                continue;
+            }
             if m.len() != self.numel[i] || v.len() != self.numel[i] {
                 return Err(format!(
                     "optimizer moments of parameter {i} hold {} values, the model {}",
@@ -150,11 +177,86 @@ impl AdamW {
                     self.numel[i]
                 ));
             }
+            let range = self.owned[i].clone();
             self.m[i].copy_from_slice(&m[range.clone()]);
             self.v[i].copy_from_slice(&v[range]);
         }
         self.step = state.step;
         Ok(())
+    }
+}
+
+/// The learning rates of one step: AdamW's and Muon's.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LearningRates {
+    pub adamw: f32,
+    pub muon: f32,
+}
+
+/// The run's optimizer (`optim.optimizer`): AdamW for every parameter, or Muon for the
+/// hidden weight matrices ([`crate::muon::muon_blocks`]) and AdamW for the rest.
+///
+/// Its checkpoint state is AdamW's [`OptimizerState`]: for a Muon parameter, `m` holds
+/// Muon's momentum and `v` is empty; `step` counts the steps of both.
+pub struct Optimizer {
+    pub adamw: AdamW,
+    pub muon: Option<Muon>,
+}
+
+impl Optimizer {
+    /// Fresh state for the tape's parameters: AdamW alone (`muon` None), or Muon and AdamW.
+    pub fn new(tape: &Tape, adamw: AdamWConfig, muon: Option<MuonConfig>) -> Optimizer {
+        match muon {
+            None => Optimizer { adamw: AdamW::new(tape, adamw), muon: None },
+            Some(config) => {
+                let muon = Muon::new(tape, config);
+                let adamw = AdamW::except(tape, adamw, |id| muon.owns(id));
+                Optimizer { adamw, muon: Some(muon) }
+            }
+        }
+    }
+
+    /// Updates applied so far.
+    pub fn step(&self) -> u64 {
+        self.adamw.step
+    }
+
+    /// One update of every parameter with its gradient times `grad_scale` (the clipping
+    /// factor): Muon's parameters with `lr.muon`, the rest with AdamW and `lr.adamw`.
+    pub fn update(&mut self, tape: &mut Tape, grads: &Grads, lr: LearningRates, grad_scale: f32) {
+        self.adamw.update(tape, grads, lr.adamw, grad_scale);
+        if let Some(muon) = &mut self.muon {
+            muon.update(tape, grads, lr.muon, grad_scale);
+        }
+    }
+
+    /// The state to put in a checkpoint.
+    pub fn state(&self) -> OptimizerState {
+        let mut state = self.adamw.state();
+        for (id, momentum) in self.muon.iter().flat_map(Muon::momenta) {
+            state.m[id.0] = momentum.to_vec();
+        }
+        state
+    }
+
+    /// Restores a checkpoint's state; the error says which parameter does not match.
+    pub fn restore(&mut self, state: &OptimizerState) -> Result<(), String> {
+        let Some(muon) = &mut self.muon else {
+            return self.adamw.restore(state);
+        };
+        let mut adamw = state.clone();
+        for (i, (m, v)) in state.m.iter().zip(&state.v).enumerate() {
+            if muon.owns(TensorId(i)) {
+                if !v.is_empty() {
+                    return Err(format!(
+                        "parameter {i} holds AdamW moments, but this run updates it with Muon"
+                    ));
+                }
+                muon.restore(TensorId(i), m)?;
+                adamw.m[i].clear();
+            }
+        }
+        self.adamw.restore(&adamw)
     }
 }
 

@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use tensor::kernels::sum_squares;
 use tensor::{Grads, Tape, TensorId};
 
-use crate::optim::{grad_norm, AdamW, CHUNK};
+use crate::optim::{grad_norm, Optimizer, CHUNK};
 use crate::world::World;
 use crate::TrainError;
 
@@ -174,13 +174,14 @@ impl<'w> DataParallel<'w> {
         }
     }
 
-    /// AdamW's whole state, for a checkpoint: sharded, the ranks' moments gathered to rank
-    /// 0 (other ranks get their own shard's, which they do not save).
-    pub fn optimizer_state(&self, opt: &AdamW) -> OptimizerState {
-        let own = opt.state();
+    /// The optimizer's whole state, for a checkpoint: sharded (AdamW alone: the config
+    /// refuses shards with Muon), the ranks' moments gathered to rank 0 (other ranks get
+    /// their own shard's, which they do not save).
+    pub fn optimizer_state(&self, opt: &Optimizer) -> OptimizerState {
         if !self.sharded {
-            return own;
+            return opt.state();
         }
+        let own = opt.adamw.state();
         let total: usize = self.numel.iter().sum();
         let gather = |parts: &[Vec<f32>]| {
             let mine: Vec<f32> = parts.concat();

@@ -1,5 +1,5 @@
 //! Starting a run, fresh or resumed: the config checked, the thread pool sized, the dataset
-//! opened (prepared first if need be), then the model, AdamW, the batch sampler and the
+//! opened (prepared first if need be), then the model, the optimizer, the batch sampler and the
 //! trainer's state, either new or as `latest.ckpt` left them, and the run folder.
 //! Everything is checked before anything is written. `train --evaluate` shares the opening
 //! half: `open_run`, `run_folder_config` and `check_checkpoint`.
@@ -13,10 +13,11 @@ use model::{Gpt, GptConfig};
 use serde::{Deserialize, Serialize};
 use tensor::Rng;
 
-use crate::config::{Config, OptimSection};
+use crate::config::{Config, OptimSection, OptimizerKind};
 use crate::corpus::{open_corpus, Corpus};
 use crate::init_from::InitWeights;
-use crate::optim::{AdamW, AdamWConfig};
+use crate::muon::MuonConfig;
+use crate::optim::{AdamWConfig, Optimizer};
 use crate::rundir::{fresh_run_dir, write_atomic};
 use crate::seeds::{rank_dropout_seed, stream_seed, Stream};
 use crate::world::World;
@@ -51,7 +52,7 @@ pub(crate) struct Started {
     pub config: Config,
     pub corpus: Corpus,
     pub gpt: Gpt,
-    pub opt: AdamW,
+    pub opt: Optimizer,
     pub sampler: BatchSampler,
     pub state: TrainState,
     /// Optimizer steps already done: 0, or the checkpoint's step.
@@ -62,7 +63,7 @@ pub(crate) struct Started {
 }
 
 /// Checks the config (and, resuming, the checkpoint), opens the data, builds the model,
-/// AdamW and the sampler, restores them from `latest.ckpt` when resuming, and gives the
+/// the optimizer and the sampler, restores them from `latest.ckpt` when resuming, and gives the
 /// run its folder: a new one with the resolved config.toml, or the resumed one (its
 /// config.toml rewritten when `--set` extended max_iters).
 pub(crate) fn start(start: &Start, ranks: usize, verbose: bool) -> Result<Started, TrainError> {
@@ -100,7 +101,7 @@ pub(crate) fn start(start: &Start, ranks: usize, verbose: bool) -> Result<Starte
         }
         None => fresh_start(&config, &corpus)?,
     };
-    let mut opt = AdamW::new(&gpt.tape, adamw_config(&config.optim));
+    let mut opt = Optimizer::new(&gpt.tape, adamw_config(&config.optim), muon_config(&config.optim));
     let mut state = TrainState {
         dropout_rng: Rng::seeded(stream_seed(config.train.seed, Stream::Dropout)),
         train_sampler: sampler.state(),
@@ -212,7 +213,7 @@ fn join(handover: Handover, rank: usize) -> Result<Started, TrainError> {
     };
     weights.load_into(&mut gpt)?;
     drop(weights);
-    let mut opt = AdamW::new(&gpt.tape, adamw_config(&config.optim));
+    let mut opt = Optimizer::new(&gpt.tape, adamw_config(&config.optim), muon_config(&config.optim));
     if let Some(moments) = &optimizer {
         opt.restore(moments)
             .map_err(|detail| TrainError::NotResumable { path: run_dir.join("latest.ckpt"), detail })?;
@@ -292,13 +293,13 @@ pub(crate) fn check_recorded_dataset(config: &Config, config_path: &Path) -> Res
     Err(TrainError::DatasetMoved { config: config_path.to_path_buf(), dataset: dataset.clone(), relative_to })
 }
 
-/// Puts a checked checkpoint's weights, AdamW moments and sampler position into a fresh
+/// Puts a checked checkpoint's weights, optimizer state and sampler position into a fresh
 /// start, and returns its trainer state.
 fn restore(
     ckpt: &Checkpoint,
     ckpt_path: &Path,
     gpt: &mut Gpt,
-    opt: &mut AdamW,
+    opt: &mut Optimizer,
     sampler: &mut BatchSampler,
 ) -> Result<TrainState, TrainError> {
     let bad = |detail: String| TrainError::NotResumable { path: ckpt_path.to_path_buf(), detail };
@@ -376,6 +377,12 @@ fn adamw_config(o: &OptimSection) -> AdamWConfig {
         eps: 1e-8,
         weight_decay: o.weight_decay as f32,
     }
+}
+
+/// Muon's settings when `optim.optimizer` is "muon".
+fn muon_config(o: &OptimSection) -> Option<MuonConfig> {
+    (o.optimizer == OptimizerKind::Muon)
+        .then_some(MuonConfig { momentum: o.muon_momentum as f32, weight_decay: o.muon_weight_decay as f32 })
 }
 
 /// The model a fresh run of `config` starts from and the sampler of its training batches,

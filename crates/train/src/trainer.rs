@@ -27,10 +27,10 @@ use crate::config::Config;
 use crate::console::{self, preflight, Console, StepReport, Verbosity};
 use crate::corpus::{bits_per_byte, Corpus};
 use crate::eval::{self, prompt_tokens, sample_text, show_evaluation};
-use crate::optim::{clip_scale, first_non_finite, AdamW};
+use crate::optim::{clip_scale, first_non_finite, LearningRates, Optimizer};
 use crate::parallel::{self, DataParallel};
 use crate::rundir::MetricsLog;
-use crate::schedule::learning_rate;
+use crate::schedule::{learning_rate, muon_learning_rate};
 use crate::seeds::{stream_seed, Stream};
 use crate::start::{start_on, Start, Started, TrainState};
 use crate::world::World;
@@ -162,10 +162,10 @@ struct Run<'w> {
     corpus: Corpus,
     run_dir: PathBuf,
     gpt: Gpt,
-    opt: AdamW,
+    opt: Optimizer,
     grads: Grads,
     sampler: BatchSampler,
-    /// Everything a checkpoint keeps besides the weights and AdamW.
+    /// Everything a checkpoint keeps besides the weights and the optimizer.
     state: TrainState,
     /// Optimizer steps done, counting earlier sessions.
     step: u64,
@@ -232,7 +232,7 @@ impl<'w> Run<'w> {
             start_on(world, &opts.start, verbose)?;
         let parallel = DataParallel::new(world, &gpt.tape, config.train.shard_optimizer)?;
         if parallel.sharded {
-            opt.keep_only(parallel.owned());
+            opt.adamw.keep_only(parallel.owned());
         }
         let rows: Vec<MetricRow> =
             state.metrics_jsonl.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
@@ -296,7 +296,7 @@ impl<'w> Run<'w> {
     }
 
     /// One optimizer step: this rank's micro-batches' gradients, their sum over the ranks,
-    /// clipping and the AdamW update. A step with a non-finite loss or gradient, or a
+    /// clipping and the update. A step with a non-finite loss or gradient, or a
     /// disconnected layer at step 0, is not applied: it stops the run with an error,
     /// leaving the last checkpoint as it was.
     fn step(&mut self) -> Result<StepDone, TrainError> {
@@ -304,6 +304,7 @@ impl<'w> Run<'w> {
         parallel::injected_fault(self.parallel.world, self.step + 1)?;
         let (t, o) = (&self.config.train, &self.config.optim);
         let (step, lr) = (self.step, learning_rate(self.step, o));
+        let rates = LearningRates { adamw: lr as f32, muon: muon_learning_rate(step, o) as f32 };
         let batch = (t.batch_size, self.config.model.block_size);
         let accum = t.gradient_accumulation_steps;
         let mine = self.parallel.micro_batches(accum);
@@ -334,7 +335,7 @@ impl<'w> Run<'w> {
             });
         }
         let (gpt, grads, opt) = (&mut self.gpt, &self.grads, &mut self.opt);
-        tensor::on_pool(|| opt.update(&mut gpt.tape, grads, lr as f32, clip_scale(norm, o.grad_clip)));
+        tensor::on_pool(|| opt.update(&mut gpt.tape, grads, rates, clip_scale(norm, o.grad_clip)));
         let share_started = Instant::now();
         self.parallel.share_weights(&mut self.gpt.tape);
         sync_s += share_started.elapsed().as_secs_f64();

@@ -150,6 +150,39 @@ fn other_rules() {
 }
 
 #[test]
+fn muon_and_schedule_values_are_checked() {
+    let m = invalid(&["optim.muon_momentum=-0.5"]);
+    assert_eq!(m, "configs/x.toml: optim.muon_momentum: must be in [0, 1), found -0.5");
+    assert!(invalid(&["optim.muon_learning_rate=-1"]).contains("optim.muon_learning_rate: must be a finite"));
+    assert!(invalid(&["optim.muon_weight_decay=-1"]).contains("optim.muon_weight_decay: must be >= 0"));
+    let m = invalid(&["optim.schedule=\"wsd\""]);
+    assert!(
+        m.starts_with("configs/x.toml: optim.warmdown_iters: must be at least 1 with schedule = \"wsd\""),
+        "{m}"
+    );
+    let m = invalid(&["optim.schedule=\"wsd\"", "optim.warmdown_iters=150"]);
+    assert_eq!(
+        m,
+        "configs/x.toml: optim.warmdown_iters: 150 is longer than train.max_iters = 100; use fewer steps"
+    );
+    let m = invalid(&["optim.schedule=\"wsd\"", "optim.warmdown_iters=90", "optim.lr_decay_iters=100"]);
+    assert!(m.contains("optim.warmdown_iters: 90 overlaps the warm-up"), "{m}");
+}
+
+#[test]
+fn unknown_optimizer_or_schedule_is_named() {
+    let text = GOOD.replace("min_lr = 1e-4", "min_lr = 1e-4\noptimizer = \"sgd\"");
+    let m = message(Config::parse(&text, "configs/x.toml", &[]));
+    assert!(m.starts_with("configs/x.toml: line 11: [optim] optimizer: unknown variant `sgd`"), "{m}");
+    assert!(m.contains("`adamw`") && m.contains("`muon`"), "{m}");
+    let m = message(Config::parse(GOOD, "x.toml", &["optim.schedule=linear".into()]));
+    assert!(m.contains("--set optim.schedule=linear") && m.contains("unknown variant `linear`"), "{m}");
+    let muon = Config::parse(GOOD, "x.toml", &["optim.optimizer=muon".into(), "optim.schedule=wsd".into()]);
+    let o = muon.expect("valid").optim;
+    assert_eq!((o.optimizer, o.schedule), (train::config::OptimizerKind::Muon, train::config::Schedule::Wsd));
+}
+
+#[test]
 fn shipped_configs_are_valid() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
     for name in ["small.toml", "shakespeare.toml", "chinese.toml"] {

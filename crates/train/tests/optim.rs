@@ -2,9 +2,9 @@
 //! parameters (no model needed).
 
 use tensor::{Grads, Tape, Tensor, TensorId};
-use train::config::OptimSection;
+use train::config::{OptimSection, Schedule};
 use train::optim::{clip_grad_norm, clip_scale, decays, grad_norm, AdamW, AdamWConfig};
-use train::schedule::learning_rate;
+use train::schedule::{learning_rate, muon_learning_rate};
 
 fn optim() -> OptimSection {
     OptimSection {
@@ -37,6 +37,35 @@ fn schedule_cosine_midpoint_and_floor() {
     assert!(falling.windows(2).all(|w| w[1] < w[0]), "{falling:?}");
     let constant = OptimSection { decay_lr: false, ..o };
     assert_eq!(learning_rate(5, &constant), 1e-3);
+}
+
+#[test]
+fn wsd_schedule_is_a_trapezoid() {
+    let o = OptimSection { schedule: Schedule::Wsd, warmdown_iters: 400, ..optim() };
+    // warm-up as the cosine's
+    assert_eq!(learning_rate(0, &o), learning_rate(0, &optim()));
+    assert_eq!(learning_rate(99, &o), learning_rate(99, &optim()));
+    // stable at the peak up to the start of the warm-down, step 2000 - 400 = 1600
+    for it in [100, 1000, 1600] {
+        assert_eq!(learning_rate(it, &o), 1e-3, "step {it}");
+    }
+    // linear to min_lr at lr_decay_iters, then the floor
+    assert!((learning_rate(1601, &o) - (1e-3 - 0.9e-3 / 400.0)).abs() < 1e-15);
+    assert!((learning_rate(1800, &o) - (1e-4 + 0.5 * 0.9e-3)).abs() < 1e-15);
+    assert!((learning_rate(1999, &o) - (1e-4 + 0.9e-3 / 400.0)).abs() < 1e-15);
+    assert_eq!(learning_rate(2000, &o), 1e-4);
+    assert_eq!(learning_rate(2001, &o), 1e-4);
+    let falling: Vec<f64> = (1600..=2000).map(|i| learning_rate(i, &o)).collect();
+    assert!(falling.windows(2).all(|w| w[1] < w[0]));
+    assert_eq!(learning_rate(1700, &OptimSection { decay_lr: false, ..o.clone() }), 1e-3);
+}
+
+#[test]
+fn muon_learning_rate_follows_the_schedule() {
+    let o = OptimSection { muon_learning_rate: 0.02, ..optim() };
+    assert!((muon_learning_rate(0, &o) - 0.02 / 101.0).abs() < 1e-15);
+    assert!((muon_learning_rate(100, &o) - 0.02).abs() < 1e-15);
+    assert!((muon_learning_rate(2000, &o) - 0.002).abs() < 1e-15, "the floor scales too");
 }
 
 /// A tape with a GPT's kinds of parameters: 2-D embeddings and weights, 1-D biases and
@@ -186,4 +215,41 @@ fn norm_and_update_over_several_chunks_match_plain_loops() {
             assert_eq!(p.to_bits(), expected.to_bits(), "parameter {i}, value {j}");
         }
     }
+}
+
+#[test]
+fn muon_takes_the_blocks_matrices_and_keeps_its_momentum_in_m() {
+    use train::{LearningRates, MuonConfig, Optimizer};
+    let adamw = AdamWConfig { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1 };
+    let muon = MuonConfig { momentum: 0.95, weight_decay: 0.5 };
+    assert_eq!(train::muon::muon_blocks("transformer.h.0.attn.c_attn.weight", &[12, 4]), Some(3));
+    assert_eq!(train::muon::muon_blocks("transformer.h.0.mlp.c_fc.weight", &[16, 4]), Some(1));
+    assert_eq!(train::muon::muon_blocks("transformer.wte.weight", &[5, 4]), None);
+    assert_eq!(train::muon::muon_blocks("transformer.h.0.ln_1.weight", &[4]), None);
+
+    let mut tape = toy_tape();
+    let mut opt = Optimizer::new(&tape, adamw, Some(muon));
+    let owned: Vec<bool> =
+        (0..tape.n_params()).map(|i| opt.muon.as_ref().is_some_and(|m| m.owns(TensorId(i)))).collect();
+    assert_eq!(owned, [false, false, false, false, true, false], "only c_attn's weight");
+    // A zero gradient: Muon's update is zero, so its parameter only decays, by lr·wd.
+    let lr = LearningRates { adamw: 1e-3, muon: 0.1 };
+    let (zero, half) = (grads_of(&tape, 0.0), grads_of(&tape, 0.5));
+    opt.update(&mut tape, &zero, lr, 1.0);
+    assert_eq!(tape.data(TensorId(4))[0], 1.0 - 0.1 * 0.5);
+    opt.update(&mut tape, &half, lr, 1.0);
+
+    let state = opt.state();
+    assert_eq!(state.step, 2);
+    assert_eq!((state.m[4].len(), state.v[4].len()), (48, 0), "momentum in m, v empty");
+    assert!(state.m[4].iter().all(|&x| (x - 0.05 * 0.5).abs() < 1e-7), "buf = (1 − β)·g after one step");
+    assert_eq!((state.m[0].len(), state.v[0].len()), (20, 20), "AdamW's moments");
+    let mut other = Optimizer::new(&tape, adamw, Some(muon));
+    other.restore(&state).expect("same layout");
+    assert_eq!(other.state(), state);
+    // An AdamW state does not fit a Muon run, nor the other way round.
+    let plain = Optimizer::new(&tape, adamw, None).state();
+    let e = Optimizer::new(&tape, adamw, Some(muon)).restore(&plain).expect_err("AdamW moments");
+    assert!(e.contains("parameter 4 holds AdamW moments"), "{e}");
+    assert!(Optimizer::new(&tape, adamw, None).restore(&state).is_err());
 }

@@ -83,6 +83,35 @@ fn resume_is_bit_identical() {
 }
 
 #[test]
+fn resume_is_bit_identical_under_muon_and_wsd() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = tiny_config(dir.path());
+    config.optim.optimizer = train::config::OptimizerKind::Muon;
+    config.optim.schedule = train::config::Schedule::Wsd;
+    config.optim.warmdown_iters = 4;
+    config.optim.lr_decay_iters = 12;
+    config.optim.muon_weight_decay = 0.1;
+    config.train.max_iters = 12;
+    config.train.eval_interval = 5;
+    config.train.name = "straight".into();
+    let straight = run_fresh(&config).expect("straight run");
+
+    config.train.max_iters = 6;
+    config.train.name = "split".into();
+    let first = run_fresh(&config).expect("first half");
+    let second = run_resume(&first.run_dir, &["train.max_iters=12"]).expect("second half");
+    let resumed: Vec<f32> = first.losses.iter().chain(&second.losses).copied().collect();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&resumed), bits(&straight.losses), "losses differ after resume");
+    let a = Checkpoint::load(&straight.run_dir.join("latest.ckpt")).expect("straight checkpoint");
+    let b = Checkpoint::load(&second.run_dir.join("latest.ckpt")).expect("resumed checkpoint");
+    assert_eq!(a.params, b.params, "weights differ after resume");
+    assert_eq!(a.optimizer, b.optimizer, "Muon and AdamW state differ after resume");
+    let state = b.optimizer.expect("optimizer state");
+    assert!(state.v.iter().any(Vec::is_empty), "Muon's parameters keep no second moment");
+}
+
+#[test]
 fn existing_run_folder_gets_a_numbered_sibling() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = tiny_config(dir.path());
@@ -231,12 +260,15 @@ fn thread_count_does_not_change_the_losses() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = tiny_config(dir.path());
     config.train.max_iters = 8;
-    let run_on = |threads: usize| {
+    let run_on = |config: &train::Config, threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
-        pool.install(|| run_fresh(&config).expect("runs").losses)
+        pool.install(|| run_fresh(config).expect("runs").losses)
     };
     let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
-    assert_eq!(bits(run_on(1)), bits(run_on(3)), "1 and 3 threads give different losses");
+    assert_eq!(bits(run_on(&config, 1)), bits(run_on(&config, 3)), "1 and 3 threads give different losses");
+    config.optim.optimizer = train::config::OptimizerKind::Muon;
+    let (one, three) = (run_on(&config, 1), run_on(&config, 3));
+    assert_eq!(bits(one), bits(three), "under Muon, 1 and 3 threads give different losses");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Every op as a forward/backward kernel pair over flat slices. Each file holds, in
 //! order: the forward kernel, the backward kernel, the `Tape` method that runs forward
 //! and records to the tape, the `backward` that unpacks a record, then its tests.
-//! `rows.rs` holds their mirror for inference without the tape (a few rows at a time).
+//! `rows.rs` holds their mirror for inference without the tape (a few rows at a time);
+//! `newton_schulz.rs`, the orthogonalisation of the Muon optimizer, records nothing either.
 
 pub mod attention;
 pub mod batch_matmul;
@@ -13,6 +14,7 @@ pub mod embedding;
 pub mod exp;
 pub mod layernorm;
 pub mod matmul;
+pub mod newton_schulz;
 pub mod reduce;
 pub mod rmsnorm;
 pub mod rope;
