@@ -166,7 +166,9 @@ impl AdamW {
         for (i, (m, v)) in state.m.iter().zip(&state.v).enumerate() {
             if !self.updates[i] {
                 if !m.is_empty() || !v.is_empty() {
-                    return Err(format!("parameter {i} holds AdamW moments, but this run updates it with Muon"));
+                    return Err(format!(
+                        "parameter {i} holds AdamW moments, but this run updates it with Muon"
+                    ));
                 }
                 continue;
             }
