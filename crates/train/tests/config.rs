@@ -192,3 +192,21 @@ fn shipped_configs_are_valid() {
         assert_eq!(c.train.name, name.trim_end_matches(".toml"));
     }
 }
+
+#[test]
+fn every_shipped_config_parses_and_validates() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("configs/ is there") {
+        let path = entry.expect("a directory entry").path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("readable");
+        let origin = path.display().to_string();
+        let config = Config::parse(&text, &origin, &[]).unwrap_or_else(|e| panic!("{origin}: {e}"));
+        config.validate(&origin).unwrap_or_else(|e| panic!("{origin}: {e}"));
+        seen += 1;
+    }
+    assert!(seen >= 5, "found {seen} configs");
+}
