@@ -210,3 +210,9 @@ fn every_shipped_config_parses_and_validates() {
     }
     assert!(seen >= 5, "found {seen} configs");
 }
+
+#[test]
+fn a_sharded_optimizer_is_refused_with_muon() {
+    let m = invalid(&["optim.optimizer=\"muon\"", "train.shard_optimizer=true"]);
+    assert!(m.starts_with("configs/x.toml: train.shard_optimizer: shards AdamW's moments only"), "{m}");
+}
