@@ -253,20 +253,8 @@ pub fn format_bytes(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::tiny;
     use crate::Arch;
-
-    fn tiny() -> GptConfig {
-        GptConfig {
-            vocab_size: 64,
-            block_size: 16,
-            n_layer: 2,
-            n_head: 4,
-            n_embd: 32,
-            dropout: 0.0,
-            bias: true,
-            arch: Arch::GPT2,
-        }
-    }
 
     #[test]
     fn closed_form_parameter_count_equals_the_listed_one() {

@@ -228,19 +228,7 @@ impl GptConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tiny() -> GptConfig {
-        GptConfig {
-            vocab_size: 64,
-            block_size: 16,
-            n_layer: 2,
-            n_head: 4,
-            n_embd: 32,
-            dropout: 0.0,
-            bias: true,
-            arch: Arch::GPT2,
-        }
-    }
+    use crate::testing::tiny;
 
     #[test]
     fn validate_names_the_field_and_the_rule() {

@@ -1,10 +1,24 @@
 //! Helpers shared by the model's tests and those of the crates that use it (not part of
-//! the model itself): a model with large random weights, and a χ² goodness-of-fit test
-//! for sampled token frequencies.
+//! the model itself): a tiny config, a model with large random weights, and a χ²
+//! goodness-of-fit test for sampled token frequencies.
 
 use tensor::Rng;
 
-use crate::Gpt;
+use crate::{Arch, Gpt, GptConfig};
+
+/// A two-layer, 32-wide GPT-2-architecture config over a 64-token vocabulary, for tests.
+pub fn tiny() -> GptConfig {
+    GptConfig {
+        vocab_size: 64,
+        block_size: 16,
+        n_layer: 2,
+        n_head: 4,
+        n_embd: 32,
+        dropout: 0.0,
+        bias: true,
+        arch: Arch::GPT2,
+    }
+}
 
 /// Replaces every parameter with `0.3 · N(0, 1)` draws (layer-norm gains with
 /// `1 + 0.3 · N(0, 1)`), so that logits spread out and any difference between two
