@@ -6,8 +6,9 @@ fp32, eager, at a given thread count, so both can be run side by side in one sit
 
 Prints, per configuration: training tokens/s (forward + backward + AdamW, median over steps
 after warm-up), MFU against the f32 GEMM peak measured here, peak resident memory, and
-batch-1 sampling tokens/s with and without a KV cache (with it: the median of five
-runs). Each configuration runs in its own process so that its peak memory is its own.
+KV-cache sampling tokens/s at batch 1 in f32 and under torch.autocast(bfloat16) and for
+eight samples as one batch (each the median of five runs), and without a cache (not for
+gpt2). Each configuration runs in its own process so that its peak memory is its own.
 """
 
 import argparse
@@ -83,19 +84,25 @@ def run_one(name, threads, steps, sample_tokens):
         flops_per_token=flops_per_token(cfg, model.num_params()),
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     )
+    model.eval()
+    # KV-cache sampling: batch 1 in f32 and under torch.autocast(bfloat16), and eight samples
+    # as one batch (all their tokens counted), each the median of SAMPLE_RUNS runs; the
+    # uncached loop once, except for gpt2 (minutes at that size).
+    runs = [("sample_cached_tok_s", model.generate_cached, 1, False, SAMPLE_RUNS),
+            ("sample_bf16_tok_s", model.generate_cached, 1, True, SAMPLE_RUNS),
+            ("sample_batch8_tok_s", model.generate_cached, 8, False, SAMPLE_RUNS)]
     if name != "gpt2":
-        model.eval()
-        prompt = torch.randint(0, V, (1, 8))
-        # The cached loop takes a second or two: the median of SAMPLE_RUNS runs.
-        for key, fn, runs in (("sample_cached_tok_s", model.generate_cached, SAMPLE_RUNS),
-                              ("sample_uncached_tok_s", model.generate_uncached, 1)):
+        runs.append(("sample_uncached_tok_s", model.generate_uncached, 1, False, 1))
+    for key, fn, batch, bf16, n in runs:
+        prompt = torch.randint(0, V, (batch, 8))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             fn(prompt, 8)  # warm-up
             rates = []
-            for _ in range(runs):
+            for _ in range(n):
                 t0 = time.perf_counter()
                 fn(prompt, sample_tokens)
-                rates.append(sample_tokens / (time.perf_counter() - t0))
-            result[key] = statistics.median(rates)
+                rates.append(batch * sample_tokens / (time.perf_counter() - t0))
+        result[key] = statistics.median(rates)
     print(json.dumps(result))
 
 
@@ -114,7 +121,7 @@ def main():
 
     peak = gemm_peak(args.threads)
     print(f"PyTorch {torch.__version__}, {args.threads} threads; f32 GEMM peak (2048³ sgemm): {peak:.0f} GFLOP/s")
-    print(f"{'config':<7} {'params':>8} {'step ms':>9} {'train tok/s':>12} {'MFU':>6} {'peak RSS':>9} {'sample tok/s (cache / no cache)':>32}")
+    print(f"{'config':<7} {'params':>8} {'step ms':>9} {'train tok/s':>12} {'MFU':>6} {'peak RSS':>9} {'sample tok/s: f32 / bf16 autocast / f32 ×8 / no cache':>54}")
     for name in args.only or CONFIGS:
         out = subprocess.run(
             [sys.executable, __file__, "--one", name, "--threads", str(args.threads), "--steps", str(args.steps),
@@ -123,11 +130,10 @@ def main():
         ).stdout
         r = json.loads(out.strip().splitlines()[-1])
         mfu = r["train_tok_s"] * r["flops_per_token"] / (peak * 1e9)
-        sampling = ""
-        if "sample_cached_tok_s" in r:
-            sampling = f"{r['sample_cached_tok_s']:.0f} / {r['sample_uncached_tok_s']:.0f}"
+        keys = ["sample_cached_tok_s", "sample_bf16_tok_s", "sample_batch8_tok_s", "sample_uncached_tok_s"]
+        sampling = " / ".join(f"{r[k]:.0f}" if k in r else "-" for k in keys)
         print(f"{name:<7} {r['params']/1e6:>7.2f}M {r['step_ms']:>9.1f} {r['train_tok_s']:>12.0f} {mfu:>6.1%} "
-              f"{r['peak_rss_mb']:>7.0f}MB {sampling:>32}")
+              f"{r['peak_rss_mb']:>7.0f}MB {sampling:>54}")
 
 
 if __name__ == "__main__":
