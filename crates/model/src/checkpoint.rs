@@ -17,10 +17,10 @@
 //! old file or the new one.
 //! A checkpoint saved under two names at once (the trainer's `latest.ckpt` and `best.ckpt`)
 //! is written once and hard-linked.
-//! Loading checks the magic, the version, that the payload length is exactly what the
-//! file holds (before allocating anything), the checksum, and then decodes with bincode
-//! limited to the payload's length, so no length read from the file can make it allocate
-//! more than the file holds.
+//! Loading maps the file and checks the magic, the version, that the payload length is
+//! exactly what the file holds (before allocating anything), the checksum, and then decodes
+//! with bincode limited to the payload's length, so no length read from the file can make
+//! it allocate more than the file holds.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -250,20 +250,24 @@ impl Checkpoint {
                 held - payload_len
             )));
         }
-        // payload_len == what the file holds, so this allocation is bounded by the file.
-        let mut payload = vec![0u8; payload_len as usize];
-        file.read_exact(&mut payload).map_err(io_error(path))?;
-        let actual = crc32fast::hash(&payload);
+        // The payload is read from a map of the file: no buffer of its own, and its pages come
+        // straight from the page cache.
+        // SAFETY: Quill replaces a checkpoint by renaming a new file over it, never by writing
+        // into it, so the mapped bytes do not change while they are read. (Another program
+        // truncating the file meanwhile could fault, as it could for any mapped file.)
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_error(path))?;
+        // payload_len == what the file holds (checked above).
+        let payload = &map[HEADER_LEN..];
+        let actual = crc32fast::hash(payload);
         if actual != crc {
             return Err(corrupted(format!("checksum mismatch: stored {crc:08x}, computed {actual:08x}")));
         }
         let checkpoint: Checkpoint = if version == 1 {
-            let v1: CheckpointV1 = payload_options(payload_len)
-                .deserialize(&payload)
-                .map_err(|e| corrupted(decode_error(&e)))?;
+            let v1: CheckpointV1 =
+                payload_options(payload_len).deserialize(payload).map_err(|e| corrupted(decode_error(&e)))?;
             v1.into()
         } else {
-            payload_options(payload_len).deserialize(&payload).map_err(|e| corrupted(decode_error(&e)))?
+            payload_options(payload_len).deserialize(payload).map_err(|e| corrupted(decode_error(&e)))?
         };
         checkpoint.check_sizes().map_err(corrupted)?;
         Ok(checkpoint)
