@@ -3,7 +3,6 @@
 //! before each step to about 1e-5, and the weights after the tenth step.
 
 use model::Gpt;
-use tensor::Grads;
 use train::{AdamW, AdamWConfig};
 
 #[path = "../../model/tests/common/golden.rs"]
@@ -38,18 +37,9 @@ fn ten_adamw_steps_match_pytorch() {
     assert_eq!(ours, decay, "decay groups match PyTorch's");
 
     let lr = golden.get::<f64>("/adamw/lr") as f32;
-    let mut grads = Grads::new();
-    println!("{:>4} {:>12} {:>12} {:>10}", "step", "ours", "pytorch", "|diff|");
-    for (i, want) in want_losses.iter().enumerate() {
-        let out = gpt.forward(&tokens, Some(&targets), b, t, None);
-        let loss = out.loss.expect("targets given");
-        let got = gpt.tape.data(loss)[0] as f64;
-        println!("{i:>4} {got:>12.7} {want:>12.7} {:>10.2e}", (got - want).abs());
-        assert!((got - want).abs() < 1e-5, "loss before step {} is {got}, PyTorch's {want}", i + 1);
-        grads.zero();
-        gpt.backward(loss, &mut grads);
-        opt.update(&mut gpt.tape, &grads, lr, 1.0);
-    }
+    golden::replay_steps(&mut gpt, (&tokens, &targets), (b, t), &want_losses, |gpt, grads| {
+        opt.update(&mut gpt.tape, grads, lr, 1.0)
+    });
     for (id, name) in &ids {
         let (_, want) = golden.tensor(&format!("adamw.param.{name}"));
         let worst = gpt.tape.data(*id).iter().zip(want).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);

@@ -5,7 +5,6 @@
 
 use model::Gpt;
 use serde_json::Value;
-use tensor::Grads;
 use train::{AdamWConfig, LearningRates, MuonConfig, Optimizer};
 
 #[path = "../../model/tests/common/golden.rs"]
@@ -68,18 +67,9 @@ fn ten_muon_steps_match_pytorch() {
     assert_eq!(ours, want_muon, "Muon takes the parameters the reference gives it");
 
     let lr = LearningRates { adamw: f("/adamw/lr") as f32, muon: f("/muon/lr") as f32 };
-    let mut grads = Grads::new();
-    println!("{:>4} {:>12} {:>12} {:>10}", "step", "ours", "pytorch", "|diff|");
-    for (i, want) in want_losses.iter().enumerate() {
-        let out = gpt.forward(&tokens, Some(&targets), b, t, None);
-        let loss = out.loss.expect("targets given");
-        let got = gpt.tape.data(loss)[0] as f64;
-        println!("{i:>4} {got:>12.7} {want:>12.7} {:>10.2e}", (got - want).abs());
-        assert!((got - want).abs() < 1e-5, "loss before step {} is {got}, PyTorch's {want}", i + 1);
-        grads.zero();
-        gpt.backward(loss, &mut grads);
-        opt.update(&mut gpt.tape, &grads, lr, 1.0);
-    }
+    golden::replay_steps(&mut gpt, (&tokens, &targets), (b, t), &want_losses, |gpt, grads| {
+        opt.update(&mut gpt.tape, grads, lr, 1.0)
+    });
     let mut overall = 0.0f32;
     for (id, name) in &ids {
         let want = &want_params[&format!("muon.param.{name}")];

@@ -88,3 +88,27 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "max_abs_diff: lengths differ");
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
+
+/// Trains `gpt` on one batch (b rows of t tokens) for as many steps as `want_losses` holds,
+/// `update` applying the optimizer after each backward, and checks the loss before each
+/// step against the reference's within 1e-5, printing both.
+pub fn replay_steps(
+    gpt: &mut model::Gpt,
+    (tokens, targets): (&[u32], &[u32]),
+    (b, t): (usize, usize),
+    want_losses: &[f64],
+    mut update: impl FnMut(&mut model::Gpt, &tensor::Grads),
+) {
+    let mut grads = tensor::Grads::new();
+    println!("{:>4} {:>12} {:>12} {:>10}", "step", "ours", "pytorch", "|diff|");
+    for (i, want) in want_losses.iter().enumerate() {
+        let out = gpt.forward(tokens, Some(targets), b, t, None);
+        let loss = out.loss.expect("targets given");
+        let got = gpt.tape.data(loss)[0] as f64;
+        println!("{i:>4} {got:>12.7} {want:>12.7} {:>10.2e}", (got - want).abs());
+        assert!((got - want).abs() < 1e-5, "loss before step {} is {got}, PyTorch's {want}", i + 1);
+        grads.zero();
+        gpt.backward(loss, &mut grads);
+        update(gpt, &grads);
+    }
+}
