@@ -91,7 +91,7 @@ def check_against_golden_fixture(model, tokens, targets):
 
 def main():
     gen = torch.Generator().manual_seed(golden.SEED)
-    model = golden.Gpt(**golden.CONFIG)
+    model = golden.Gpt(golden.GPT2, **golden.CONFIG)
     golden.randomise(model, gen, golden.CONFIG["n_layer"])
     model = model.double()
     data = torch.randint(0, golden.CONFIG["vocab_size"], (golden.BATCH, golden.T + 1), generator=gen)
@@ -118,11 +118,9 @@ def main():
                   MUON["coefficients"])
         losses.append(loss.item())
 
-    blob, index = bytearray(), {}
+    blob = golden.TensorBlob()
     for n, p in named:
-        flat = p.detach().to(torch.float32).contiguous().view(-1).tolist()
-        index[f"muon.param.{n}"] = dict(offset=len(blob) // 4, shape=list(p.shape))
-        blob.extend(struct.pack(f"<{len(flat)}f", *flat))
+        blob.put(f"muon.param.{n}", p)
     fixture = dict(
         format="quill-golden-muon",
         version=1,
@@ -135,14 +133,9 @@ def main():
                    weight_decay=a["weight_decay"], params=[n for n, _ in rest]),
         losses=losses,
         note="same batch every step; losses[i] is the loss at the weights before step i+1",
-        tensors=index,
     )
-    os.makedirs(OUT, exist_ok=True)
-    with open(os.path.join(OUT, "golden_muon.bin"), "wb") as f:
-        f.write(blob)
-    with open(os.path.join(OUT, "golden_muon.json"), "w") as f:
-        json.dump(fixture, f, indent=1)
-    print(f"Muon + AdamW losses {losses[0]:.6f} .. {losses[-1]:.6f}; {len(blob)} bytes of tensors in {OUT}")
+    blob.write(OUT, "golden_muon", fixture)
+    print(f"Muon + AdamW losses {losses[0]:.6f} .. {losses[-1]:.6f}; {len(blob.data)} bytes of tensors in {OUT}")
 
 
 if __name__ == "__main__":
