@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{error_of, run_fresh, run_resume, tiny_config};
+use common::{error_of, run_fresh, straight_and_resumed, tiny_config};
 use model::checkpoint::Checkpoint;
 use model::{Activation, Arch, Norm, Position};
 use train::config::Config;
@@ -50,17 +50,8 @@ fn resume_is_bit_identical_with_every_option() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = with_arch(tiny_config(dir.path()), Arch::ALL);
     config.model.dropout = 0.1;
-    config.train.max_iters = 10;
     config.train.eval_interval = 5;
-    config.train.name = "straight".into();
-    let straight = run_fresh(&config).expect("straight run");
-    config.train.max_iters = 5;
-    config.train.name = "split".into();
-    let first = run_fresh(&config).expect("first half");
-    let second = run_resume(&first.run_dir, &["train.max_iters=10"]).expect("second half");
-    let resumed: Vec<f32> = first.losses.iter().chain(&second.losses).copied().collect();
-    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    assert_eq!(bits(&resumed), bits(&straight.losses), "losses differ after resume");
+    straight_and_resumed(&config, 10);
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{error_of, folder_snapshot, run_fresh, run_resume, tiny_config};
+use common::{error_of, folder_snapshot, run_fresh, run_resume, straight_and_resumed, tiny_config, Resumed};
 use model::checkpoint::Checkpoint;
 
 fn mean(xs: &[f32]) -> f32 {
@@ -51,28 +51,14 @@ fn resume_is_bit_identical() {
     let mut config = tiny_config(dir.path());
     config.model.dropout = 0.1; // the dropout RNG must resume too
     config.train.gradient_accumulation_steps = 2;
-    config.train.max_iters = 12;
     config.train.eval_interval = 5;
-    config.train.name = "straight".into();
-    let straight = run_fresh(&config).expect("straight run");
-
-    config.train.max_iters = 6;
-    config.train.name = "split".into();
-    let first = run_fresh(&config).expect("first half");
-    assert_eq!(first.step, 6);
-    let metrics = first.run_dir.join("metrics.jsonl");
-    let rows_before = std::fs::read_to_string(&metrics).expect("metrics of the first half");
-    let second = run_resume(&first.run_dir, &["train.max_iters=12"]).expect("second half");
-    let rows_after = std::fs::read_to_string(&metrics).expect("metrics after resume");
+    let Resumed { straight, second, first_metrics, .. } = straight_and_resumed(&config, 12);
+    let rows_after =
+        std::fs::read_to_string(second.run_dir.join("metrics.jsonl")).expect("metrics after resume");
     assert!(
-        rows_after.starts_with(&rows_before),
-        "resume rewrote the rows it kept:\n{rows_before}\n{rows_after}"
+        rows_after.starts_with(&first_metrics),
+        "resume rewrote the rows it kept:\n{first_metrics}\n{rows_after}"
     );
-    assert_eq!(second.step, 12);
-
-    let resumed: Vec<f32> = first.losses.iter().chain(&second.losses).copied().collect();
-    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    assert_eq!(bits(&resumed), bits(&straight.losses), "losses differ after resume");
     let a = Checkpoint::load(&straight.run_dir.join("latest.ckpt")).expect("straight checkpoint");
     let b = Checkpoint::load(&second.run_dir.join("latest.ckpt")).expect("resumed checkpoint");
     assert_eq!(a.params, b.params, "weights differ after resume");
@@ -91,18 +77,8 @@ fn resume_is_bit_identical_under_muon_and_wsd() {
     config.optim.warmdown_iters = 4;
     config.optim.lr_decay_iters = 12;
     config.optim.muon_weight_decay = 0.1;
-    config.train.max_iters = 12;
     config.train.eval_interval = 5;
-    config.train.name = "straight".into();
-    let straight = run_fresh(&config).expect("straight run");
-
-    config.train.max_iters = 6;
-    config.train.name = "split".into();
-    let first = run_fresh(&config).expect("first half");
-    let second = run_resume(&first.run_dir, &["train.max_iters=12"]).expect("second half");
-    let resumed: Vec<f32> = first.losses.iter().chain(&second.losses).copied().collect();
-    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    assert_eq!(bits(&resumed), bits(&straight.losses), "losses differ after resume");
+    let Resumed { straight, second, .. } = straight_and_resumed(&config, 12);
     let a = Checkpoint::load(&straight.run_dir.join("latest.ckpt")).expect("straight checkpoint");
     let b = Checkpoint::load(&second.run_dir.join("latest.ckpt")).expect("resumed checkpoint");
     assert_eq!(a.params, b.params, "weights differ after resume");

@@ -75,6 +75,36 @@ pub fn run_resume(run_dir: &Path, overrides: &[&str]) -> Result<RunSummary, Trai
     })
 }
 
+/// One run resumed, beside the same run straight through.
+pub struct Resumed {
+    pub straight: RunSummary,
+    pub second: RunSummary,
+    /// metrics.jsonl as the first half left it, before the resume appended to it.
+    pub first_metrics: String,
+}
+
+/// Runs `config` for `steps` steps straight through, then again stopped half way and
+/// resumed to the end, in runs/straight and runs/split; fails the test unless the
+/// resumed losses are the straight run's, bit for bit.
+pub fn straight_and_resumed(config: &Config, steps: u64) -> Resumed {
+    let mut config = config.clone();
+    config.train.max_iters = steps;
+    config.train.name = "straight".into();
+    let straight = run_fresh(&config).expect("straight run");
+    config.train.max_iters = steps / 2;
+    config.train.name = "split".into();
+    let first = run_fresh(&config).expect("first half");
+    assert_eq!(first.step, steps / 2);
+    let first_metrics =
+        std::fs::read_to_string(first.run_dir.join("metrics.jsonl")).expect("metrics of the first half");
+    let second = run_resume(&first.run_dir, &[&format!("train.max_iters={steps}")]).expect("second half");
+    assert_eq!(second.step, steps);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let resumed: Vec<f32> = first.losses.iter().chain(&second.losses).copied().collect();
+    assert_eq!(bits(&resumed), bits(&straight.losses), "losses differ after resume");
+    Resumed { straight, second, first_metrics }
+}
+
 /// The message of an error, failing the test on success.
 pub fn error_of(result: Result<RunSummary, TrainError>) -> String {
     match result {
