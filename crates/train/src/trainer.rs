@@ -557,6 +557,13 @@ impl<'w> Run<'w> {
                 console::tokens_per_second(summary.tok_per_s),
                 summary.run_dir.display()
             );
+            if summary.val_loss.is_some() {
+                println!(
+                    "(val loss: the mean of {} batches; the exact loss over every window: train --evaluate {})",
+                    self.config.train.eval_iters,
+                    summary.run_dir.display()
+                );
+            }
             let ranks = self.parallel.world.size();
             if ranks > 1 {
                 let steps = (summary.step - self.first_step) as f64;
