@@ -54,7 +54,7 @@ class RmsNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(c))
 
     def forward(self, x):
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + EPS) * self.weight
+        return rms(x) * self.weight
 
 
 def norm(c, arch):
@@ -186,6 +186,18 @@ class TensorBlob:
             json.dump(dict(fixture, tensors=self.index), f, indent=1)
 
 
+def seeded(arch, config, batch, t, seed):
+    """The model with `arch` and `config`, its weights drawn by randomise and then in
+    float64, and one batch of `batch` rows of t random tokens (targets shifted by one), all
+    from one generator seeded with `seed`: (model, tokens, targets)."""
+    gen = torch.Generator().manual_seed(seed)
+    model = Gpt(arch, **config)
+    randomise(model, gen, config["n_layer"])
+    model = model.double()
+    data = torch.randint(0, config["vocab_size"], (batch, t + 1), generator=gen)
+    return model, data[:, :t].contiguous(), data[:, 1:].contiguous()
+
+
 def forward_backward(model, tokens, targets):
     """A TensorBlob with `param.<name>`, `logits` and `grad.<name>` of one forward and
     backward pass; its `loss` is that pass's loss."""
@@ -201,12 +213,7 @@ def forward_backward(model, tokens, targets):
 
 
 def main():
-    gen = torch.Generator().manual_seed(SEED)
-    model = Gpt(GPT2, **CONFIG)
-    randomise(model, gen, CONFIG["n_layer"])
-    model = model.double()
-    data = torch.randint(0, CONFIG["vocab_size"], (BATCH, T + 1), generator=gen)
-    tokens, targets = data[:, :T].contiguous(), data[:, 1:].contiguous()
+    model, tokens, targets = seeded(GPT2, CONFIG, BATCH, T, SEED)
     names = [n for n, _ in model.named_parameters()]
 
     blob = forward_backward(model, tokens, targets)

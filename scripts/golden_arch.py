@@ -22,13 +22,12 @@ sys.path.insert(0, os.path.dirname(__file__))
 import golden  # noqa: E402  (the model, its options and the fixture writer)
 
 BASE = dict(vocab_size=32, block_size=12, n_layer=2, n_head=2, n_embd=16, dropout=0.0, bias=True)
-GPT2 = golden.GPT2
 VARIANTS = {
-    "rmsnorm": dict(GPT2, norm="rmsnorm"),
-    "relu2": dict(GPT2, activation="relu2"),
-    "rope": dict(GPT2, position="rope"),
-    "qk_norm": dict(GPT2, qk_norm=True),
-    "untied": dict(GPT2, tie_head=False),
+    "rmsnorm": dict(golden.GPT2, norm="rmsnorm"),
+    "relu2": dict(golden.GPT2, activation="relu2"),
+    "rope": dict(golden.GPT2, position="rope"),
+    "qk_norm": dict(golden.GPT2, qk_norm=True),
+    "untied": dict(golden.GPT2, tie_head=False),
     "all": dict(norm="rmsnorm", activation="relu2", position="rope", qk_norm=True, tie_head=False),
 }
 BATCH, T, SEED = 2, 12, 4321
@@ -36,13 +35,7 @@ OUT = os.path.join(os.path.dirname(__file__), "..", "crates", "model", "tests", 
 
 
 def write(name, arch):
-    gen = torch.Generator().manual_seed(SEED)
-    model = golden.Gpt(arch, **BASE)
-    golden.randomise(model, gen, BASE["n_layer"])
-    model = model.double()
-    data = torch.randint(0, BASE["vocab_size"], (BATCH, T + 1), generator=gen)
-    tokens, targets = data[:, :T].contiguous(), data[:, 1:].contiguous()
-
+    model, tokens, targets = golden.seeded(arch, BASE, BATCH, T, SEED)
     blob = golden.forward_backward(model, tokens, targets)
     fixture = dict(
         format="quill-golden",

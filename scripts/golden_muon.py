@@ -90,12 +90,7 @@ def check_against_golden_fixture(model, tokens, targets):
 
 
 def main():
-    gen = torch.Generator().manual_seed(golden.SEED)
-    model = golden.Gpt(golden.GPT2, **golden.CONFIG)
-    golden.randomise(model, gen, golden.CONFIG["n_layer"])
-    model = model.double()
-    data = torch.randint(0, golden.CONFIG["vocab_size"], (golden.BATCH, golden.T + 1), generator=gen)
-    tokens, targets = data[:, : golden.T].contiguous(), data[:, 1:].contiguous()
+    model, tokens, targets = golden.seeded(golden.GPT2, golden.CONFIG, golden.BATCH, golden.T, golden.SEED)
     check_against_golden_fixture(model, tokens, targets)
 
     named = list(model.named_parameters())
